@@ -1,0 +1,236 @@
+"""The batched agent loop: many episodes at once, one generate call per decoding round.
+
+Each round generates the next step for every live episode in a single ``policy.generate`` batch,
+executes the actions in the sandbox pool concurrently, and appends the observations. Episodes are
+admitted continuously up to ``max_live_episodes`` so a thousand tasks never means a thousand
+interpreters. An episode may start from a prefix (MPS continuation, RL rollouts): the prefix's code
+is replayed first, serving recorded tool results, so the interpreter holds what the prefix left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from score_distill.agent import format as fmt
+from score_distill.models.base import Completion, Policy, SamplingParams
+from score_distill.trajectory import Origin, Step, Task, Trajectory, steps_to_messages
+from score_distill.utils.progress import progress_bar
+
+ToolsFor = Callable[[Task], dict[str, Callable[..., str]]]
+Scorer = Callable[[Task, str | None], float]
+
+NO_CODE_OBSERVATION = (
+    "Error: no code found. Reply with <thought>...</thought> and then <code>...</code>, "
+    "and call final_answer_print(answer) when you know the answer."
+)
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(8, ge=1, description="Steps per episode, the plan included (reference: 8).")
+    max_new_tokens: int = Field(512, ge=1, description="Token limit for one step.")
+    max_episode_tokens: int | None = Field(None, description="Generated-token budget for a whole episode.")
+    max_live_episodes: int = Field(64, ge=1, description="Episodes (and interpreters) alive at once.")
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    correct_threshold: float = Field(1.0, description="Score at or above which an answer counts as correct.")
+
+
+@dataclass
+class EpisodeStart:
+    task: Task
+    prefix: list[Step] = field(default_factory=list)
+    # True when the prefix's last step is new (a teacher's correction) and must be executed for
+    # real rather than replayed: its observation is recorded into the step.
+    execute_last: bool = False
+    id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Live:
+    start: EpisodeStart
+    steps: list[Step]
+    sandbox: Any
+    tokens: int = 0
+    done: bool = False
+    failure: str | None = None
+
+
+def _default_tools_for(task: Task) -> dict[str, Callable[..., str]]:
+    from score_distill.tasks.registry import tools_for
+
+    return tools_for(task)
+
+
+def _default_scorer(task: Task, answer: str | None) -> float:
+    from score_distill.tasks.scoring import score
+
+    return score(task, answer)
+
+
+def finish_trajectory(
+    task: Task,
+    steps: list[Step],
+    scorer: Scorer,
+    *,
+    policy: str = "",
+    traj_id: str | None = None,
+    correct_threshold: float = 1.0,
+    failure: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Trajectory:
+    """Build the scored trajectory record from steps (the first final answer ends it)."""
+    final = next((s.final_answer for s in steps if s.final_answer is not None), None)
+    kwargs: dict[str, Any] = {"id": traj_id} if traj_id else {}
+    t = Trajectory(task=task, steps=steps, final_answer=final, policy=policy, meta=dict(meta or {}), **kwargs)
+    if failure:
+        t.outcome = "error"
+        t.meta["failure"] = failure
+    elif final is None:
+        t.outcome = "unfinished"
+    else:
+        t.score = float(scorer(task, final))
+        t.outcome = "correct" if t.score >= correct_threshold else "wrong"
+    return t
+
+
+def step_from_completion(c: Completion, *, is_first: bool, origin: Origin) -> Step:
+    parsed = fmt.parse_step(c.text, is_first=is_first)
+    rendered = fmt.render_plan(parsed.thought) if is_first else fmt.render_action(parsed.thought, parsed.code)
+    return Step(
+        kind=parsed.kind,
+        thought=parsed.thought,
+        code=parsed.code,
+        origin=origin,
+        raw=None if rendered.strip() == c.text.strip() else c.text,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        gen_seconds=c.seconds,
+        format_errors=list(parsed.format_errors),
+    )
+
+
+def apply_exec_result(step: Step, result: Any) -> Step:
+    """Copy a sandbox ExecResult into the step."""
+    step.observation = result.observation
+    step.final_answer = result.final_answer
+    step.error = result.error
+    step.exec_seconds = result.seconds
+    step.tool_calls = list(result.tool_calls)
+    return step
+
+
+def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
+    """Run each action step's code in its sandbox (concurrently); plans and code-less steps need no run."""
+    runnable = [(sb, st) for sb, st in jobs if st.kind == "action" and st.code.strip()]
+    for sb, st in jobs:
+        if st.kind == "action" and not st.code.strip():
+            st.observation = NO_CODE_OBSERVATION
+    if not runnable:
+        return
+    results = pool.run_batch([(sb, st.code, None) for sb, st in runnable])
+    for (_, st), r in zip(runnable, results):
+        apply_exec_result(st, r)
+
+
+def run_episodes(
+    policy: Policy,
+    starts: Iterable[EpisodeStart],
+    pool: Any,
+    config: AgentConfig | None = None,
+    *,
+    tools_for: ToolsFor | None = None,
+    scorer: Scorer | None = None,
+    origin: Origin = "student",
+    on_done: Callable[[Trajectory], None] | None = None,
+    progress: str | None = "episodes",
+) -> list[Trajectory]:
+    """Run every episode to a final answer, the step limit or the token budget. Results in input order."""
+    cfg = config or AgentConfig()
+    tools_for = tools_for or _default_tools_for
+    scorer = scorer or _default_scorer
+    queue = list(starts)
+    results: list[Trajectory | None] = [None] * len(queue)
+    live: dict[int, _Live] = {}
+    next_idx = 0
+    round_no = 0
+    stop = sorted(set(cfg.sampling.stop) | set(fmt.STOP_STRINGS) | set(fmt.PLAN_STOP_STRINGS))
+
+    def finish(i: int, ep: _Live) -> None:
+        ep.sandbox.close()
+        t = finish_trajectory(
+            ep.start.task,
+            ep.steps,
+            scorer,
+            policy=getattr(policy, "name", ""),
+            traj_id=ep.start.id,
+            correct_threshold=cfg.correct_threshold,
+            failure=ep.failure,
+            meta=ep.start.meta,
+        )
+        results[i] = t
+        if on_done is not None:
+            on_done(t)
+
+    with progress_bar(len(queue), progress) as bar:
+        while next_idx < len(queue) or live:
+            # Admit new episodes (replaying their prefixes) up to the live limit.
+            while next_idx < len(queue) and len(live) < cfg.max_live_episodes:
+                st = queue[next_idx]
+                sb = pool.new(tools=tools_for(st.task))
+                steps = [s.model_copy(deep=True) for s in st.prefix]
+                ep = _Live(st, steps, sb)
+                replayed = steps[:-1] if st.execute_last else steps
+                if any(s.kind == "action" and s.code.strip() for s in replayed):
+                    sb.replay(replayed)
+                if st.execute_last and steps:
+                    execute_steps(pool, [(sb, steps[-1])])
+                if any(s.final_answer is not None for s in steps) or len(steps) >= cfg.max_steps:
+                    finish(next_idx, ep)
+                    bar.advance()
+                else:
+                    live[next_idx] = ep
+                next_idx += 1
+            if not live:
+                continue
+            order = list(live)
+            chats = [steps_to_messages(live[i].start.task, live[i].steps) for i in order]
+            params = cfg.sampling.model_copy(
+                update={
+                    "max_new_tokens": cfg.max_new_tokens,
+                    "stop": stop,
+                    "n": 1,
+                    "seed": None if cfg.sampling.seed is None else cfg.sampling.seed + round_no,
+                }
+            )
+            t0 = time.perf_counter()
+            completions = policy.generate(chats, params)
+            round_no += 1
+            jobs: list[tuple[Any, Step]] = []
+            for i, c in zip(order, completions):
+                ep = live[i]
+                if c.error:
+                    ep.failure = f"generation failed: {c.error}"
+                    ep.done = True
+                    continue
+                step = step_from_completion(c, is_first=not ep.steps, origin=origin)
+                if not step.gen_seconds:
+                    step.gen_seconds = (time.perf_counter() - t0) / max(1, len(order))
+                ep.steps.append(step)
+                ep.tokens += c.completion_tokens
+                jobs.append((ep.sandbox, step))
+            execute_steps(pool, jobs)
+            for i in order:
+                ep = live[i]
+                over_budget = cfg.max_episode_tokens is not None and ep.tokens >= cfg.max_episode_tokens
+                if ep.done or ep.steps[-1].final_answer is not None or len(ep.steps) >= cfg.max_steps or over_budget:
+                    finish(i, ep)
+                    del live[i]
+                    bar.advance()
+    return [r for r in results if r is not None]
