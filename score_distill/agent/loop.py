@@ -129,7 +129,7 @@ def apply_exec_result(step: Step, result: Any) -> Step:
 def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
     """Run each action step's code in its sandbox (concurrently); plans and code-less steps need no run."""
     runnable = [(sb, st) for sb, st in jobs if st.kind == "action" and st.code.strip()]
-    for sb, st in jobs:
+    for _, st in jobs:
         if st.kind == "action" and not st.code.strip():
             st.observation = NO_CODE_OBSERVATION
     if not runnable:

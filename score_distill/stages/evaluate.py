@@ -1,0 +1,85 @@
+"""Evaluation: success rate (or F1) of a policy per suite, mean and spread over sampling seeds.
+
+Each (suite, seed) result file is written atomically when complete, so an interrupted evaluation
+resumes at the first missing file and never mixes a partial run into the figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
+from score_distill.models.base import Policy, SamplingParams
+from score_distill.trajectory import Task, Trajectory
+from score_distill.utils.jsonl import read_jsonl, write_jsonl
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Sampling seeds; mean ± std over them.")
+    sampling: SamplingParams = Field(
+        default_factory=SamplingParams, description="Paper defaults: T=0.6, top_p=0.95, top_k=20, rep. penalty 1.1."
+    )
+    benchmarks: list[str] = Field(default_factory=list, description="Paper benchmarks to evaluate on (names or paths).")
+    max_benchmark_tasks: int | None = Field(None, description="Cap per benchmark (None = all).")
+    policies: list[str] = Field(
+        default_factory=lambda: ["teacher", "student_init", "bc_init", "bc_baseline", "score_sft", "score_rl"],
+        description="Which policies the pipeline evaluates.",
+    )
+
+
+def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
+    """Success mean ± std over seeds, mean steps and format-error rate over all episodes."""
+    rates = [statistics.fmean(t.score for t in trajs) if trajs else 0.0 for trajs in per_seed]
+    everything = [t for trajs in per_seed for t in trajs]
+    steps = sum(len(t.steps) for t in everything)
+    bad_steps = sum(1 for t in everything for s in t.steps if s.format_errors)
+    return {
+        "success_mean": statistics.fmean(rates) if rates else 0.0,
+        "success_std": statistics.stdev(rates) if len(rates) > 1 else 0.0,
+        "per_seed": rates,
+        "mean_steps": steps / len(everything) if everything else 0.0,
+        "format_error_rate": bad_steps / steps if steps else 0.0,
+        "finished_rate": (sum(t.finished for t in everything) / len(everything)) if everything else 0.0,
+        "n_tasks": len(per_seed[0]) if per_seed else 0,
+    }
+
+
+def evaluate_policy(
+    run_suite: Callable[[list[Task], int], list[Trajectory]],
+    suites: dict[str, list[Task]],
+    seeds: list[int],
+    out_dir: Path,
+) -> dict[str, dict[str, Any]]:
+    """``run_suite(tasks, seed) -> trajectories`` for each suite and seed, cached under ``out_dir``."""
+    out: dict[str, dict[str, Any]] = {}
+    for suite, tasks in suites.items():
+        per_seed = []
+        for seed in seeds:
+            path = out_dir / suite / f"seed{seed}.jsonl"
+            if path.exists():
+                trajs = read_jsonl(path, Trajectory)
+            else:
+                trajs = run_suite(tasks, seed)
+                write_jsonl(path, trajs)
+            per_seed.append(trajs)
+        out[suite] = metrics(per_seed)
+    return out
+
+
+def policy_runner(
+    policy: Policy, pool: Any, agent: AgentConfig, sampling: SamplingParams, *, tools_for: ToolsFor | None = None,
+    scorer: Scorer | None = None, label: str = "eval",
+) -> Callable[[list[Task], int], list[Trajectory]]:
+    def run(tasks: list[Task], seed: int) -> list[Trajectory]:
+        cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": seed})})
+        starts = [EpisodeStart(t, id=f"eval-{seed}-{t.id}") for t in tasks]
+        return run_episodes(policy, starts, pool, cfg, tools_for=tools_for, scorer=scorer, progress=label)
+
+    return run
