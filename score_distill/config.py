@@ -1,0 +1,190 @@
+"""The run configuration: one pydantic model composed of each component's own config.
+
+Sources, later wins: the preset (``default``, ``tiny``, ``paper`` in ``score_distill/configs/``),
+a user YAML file (``--config``), then ``key=value`` overrides with dotted keys
+(``rl.group_size=4``, values parsed as YAML). Unknown keys and wrong types are errors that name
+the key and the file, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from score_distill.agent.loop import AgentConfig
+from score_distill.rl.config import RLConfig
+from score_distill.sandbox import SandboxConfig
+from score_distill.stages.evaluate import EvalConfig
+from score_distill.stages.mps import MPSConfig
+from score_distill.stages.split import SplitConfig
+from score_distill.training.sft import SFTConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with one line that names the key and the file."""
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StudentConfig(_Cfg):
+    model: str = Field("smollm2-135m", description="'smollm2-135m', 'tiny', a local folder or a hub id.")
+    batch_size: int = Field(16, ge=1, description="Generation batch size.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1'...")
+
+
+class TeacherConfig(_Cfg):
+    kind: Literal["oracle", "llm"] = Field("oracle", description="'oracle' (built-in suites) or 'llm' (an endpoint).")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    model: str | None = Field(None, description="Model name served by the endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    max_concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    temperature: float = Field(0.3, ge=0, description="Sampling temperature of the teacher (reference: 0.9).")
+    locator: Literal["judge", "rollout"] = Field(
+        "judge", description="'judge': the teacher reads the trajectory; 'rollout': rollout-verified first error."
+    )
+
+
+class TasksConfig(_Cfg):
+    suites: list[str] = Field(default_factory=lambda: ["math", "search"], description="Built-in suites.")
+    horizons: list[int] = Field(default_factory=lambda: [2, 4], description="Horizons H (dependent steps).")
+    n_train: int = Field(40, ge=0, description="Training tasks per suite and horizon.")
+    n_eval: int = Field(20, ge=0, description="Held-out evaluation tasks per suite and horizon.")
+    train_seed: int = 1000
+    eval_seed: int = 2000
+    seed_files: list[str] = Field(default_factory=list, description="Extra training tasks (JSONL question/true_answer).")
+    dedupe_against_eval: bool = Field(True, description="Drop training tasks that duplicate evaluation questions.")
+
+
+class BCConfig(_Cfg):
+    share: float = Field(0.2, gt=0, le=1, description="Share of training tasks the teacher solves for BC init.")
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+
+class BaselineConfig(_Cfg):
+    enabled: bool = Field(True, description="Train the behaviour-cloning baseline on all teacher trajectories.")
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+
+class ScoreSFTConfig(_Cfg):
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+
+class TrackingConfig(_Cfg):
+    tensorboard: bool = True
+    wandb: bool = False
+    trackio: bool = False
+
+
+class RunConfig(_Cfg):
+    name: str = "score-distill"
+    seed: int = 0
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    bc: BCConfig = Field(default_factory=BCConfig)
+    bc_baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    mps: MPSConfig = Field(default_factory=MPSConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    score_sft: ScoreSFTConfig = Field(default_factory=ScoreSFTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+PRESETS = ("default", "tiny", "paper")
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (choose one of: {', '.join(PRESETS)})")
+    return Path(str(resources.files("score_distill") / "configs" / f"{name}.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value (e.g. rl.group_size=4)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{item}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: dict[str, Any] = {}
+    cur = node
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return node
+
+
+def _explain(e: ValidationError, sources: list[str]) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    where = " + ".join(sources)
+    if err["type"] == "extra_forbidden":
+        return f"unknown config key '{loc}' (from {where})"
+    got = err.get("input")
+    got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+    more = f"; and {len(e.errors()) - 1} more problem(s)" if len(e.errors()) > 1 else ""
+    return f"config key '{loc}': {err['msg']}{got_s} (from {where}){more}"
+
+
+def load_config(
+    config_file: str | Path | None = None, overrides: list[str] | None = None, preset: str = "default"
+) -> RunConfig:
+    sources = [f"preset '{preset}'"]
+    data = _read_yaml(preset_path(preset))
+    if config_file:
+        data = _merge(data, _read_yaml(Path(config_file)))
+        sources.append(str(config_file))
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    if overrides:
+        sources.append("command-line overrides")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, sources)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,436 @@
+"""The whole SCoRe run: tasks -> BC init (+ baseline) -> MPS -> split -> SCoRe-SFT -> SCoRe-RL -> eval -> report.
+
+A run lives in one directory::
+
+    RUN/manifest.json            resolved config, seed, package versions, git revision, machine
+    RUN/<stage>/stage.json       written last, atomically: the stage is done (seconds, outputs)
+    RUN/tasks/{train,eval,bc,mps}.jsonl
+    RUN/bc_init/teacher_trajectories.jsonl, RUN/bc_init/model/
+    RUN/bc_baseline/teacher_trajectories.jsonl, RUN/bc_baseline/model/
+    RUN/mps/trajectories.jsonl, RUN/mps/stats.json
+    RUN/split/{sft,rl}.jsonl
+    RUN/score_sft/model/, RUN/score_rl/model/, RUN/score_rl/log.jsonl
+    RUN/eval/<policy>/<suite>/seed<k>.jsonl, RUN/eval/results.json
+    RUN/summary.json, RUN/report.html
+
+Every stage is idempotent: a finished stage (its ``stage.json``) is skipped; an interrupted one
+resumes from what it durably wrote (teacher trajectories and MPS chunks are append-only, trainer
+checkpoints resume, evaluation files are written whole). ``--from``/``--to`` rerun a range: the
+old outputs of rerun stages are moved to ``RUN/.trash/`` rather than deleted.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from score_distill.config import ConfigError, RunConfig, dump_config
+from score_distill.stages.split import unit_hash
+from score_distill.trajectory import Task, Trajectory
+from score_distill.utils.jsonl import read_jsonl, write_atomic, write_json, write_jsonl
+
+STAGES = ["tasks", "bc_init", "bc_baseline", "mps", "split", "score_sft", "score_rl", "eval", "report"]
+POLICY_MODELS = {"bc_init": "bc_init", "bc_baseline": "bc_baseline", "score_sft": "score_sft", "score_rl": "score_rl"}
+console = Console(stderr=True)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("score-distill", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
+                "math-verify", "bm25s", "pydantic"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_revision() -> str | None:
+    src = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return info
+
+
+class Pipeline:
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, preset: str = "default"):
+        self.cfg = cfg
+        self.dir = Path(run_dir)
+        self.preset = preset
+        self._pool = None
+        self._teacher = None
+
+    # ----- run directory
+    def stage_dir(self, stage: str) -> Path:
+        return self.dir / stage
+
+    def stage_state(self, stage: str) -> dict[str, Any] | None:
+        p = self.stage_dir(stage) / "stage.json"
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # a torn marker cannot happen (atomic write); treat anything odd as not done
+
+    def _mark_done(self, stage: str, seconds: float, **info: Any) -> None:
+        write_json(self.stage_dir(stage) / "stage.json", {"status": "done", "seconds": round(seconds, 2), **info})
+
+    def write_manifest(self) -> None:
+        manifest = {
+            "name": self.cfg.name,
+            "preset": self.preset,
+            "seed": self.cfg.seed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": sys.argv,
+            "config": self.cfg.model_dump(mode="json"),
+            "versions": _versions(),
+            "git_revision": _git_revision(),
+            "machine": _machine(),
+        }
+        path = self.dir / "manifest.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("config") != manifest["config"]:
+                console.print("[yellow]note: the config differs from this run directory's manifest; finished "
+                              "stages are kept (use --from STAGE to redo them).[/]")
+            manifest["created"] = old.get("created", manifest["created"])
+            manifest["resumed"] = old.get("resumed", 0) + 1
+        write_json(path, manifest)
+        write_atomic(self.dir / "config.yaml", dump_config(self.cfg))
+
+    def trash(self, stages: list[str]) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for s in stages:
+            d = self.stage_dir(s)
+            if d.exists():
+                dest = self.dir / ".trash" / f"{s}-{stamp}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(d), str(dest))
+
+    # ----- shared resources
+    @property
+    def pool(self):
+        if self._pool is None:
+            from score_distill.sandbox import SandboxPool
+
+            self._pool = SandboxPool(self.cfg.sandbox, max_workers=min(8, max(2, os.cpu_count() or 2)))
+        return self._pool
+
+    @property
+    def teacher(self):
+        if self._teacher is None:
+            from score_distill.teachers.factory import make_teacher
+
+            self._teacher = make_teacher(self.cfg, self.pool)
+        return self._teacher
+
+    def load_policy(self, model: str | Path, name: str):
+        from score_distill.models import load_policy
+
+        return load_policy(str(model), name=name, batch_size=self.cfg.student.batch_size,
+                           device=self.cfg.student.device)
+
+    def model_of(self, stage: str) -> str | None:
+        st = self.stage_state(stage)
+        return st.get("model") if st else None
+
+    # ----- stages
+    def run(self, from_stage: str | None = None, to_stage: str | None = None) -> dict[str, Any]:
+        for s in (from_stage, to_stage):
+            if s is not None and s not in STAGES:
+                raise ConfigError(f"unknown stage '{s}' (stages: {', '.join(STAGES)})")
+        i0 = STAGES.index(from_stage) if from_stage else 0
+        i1 = STAGES.index(to_stage) if to_stage else len(STAGES) - 1
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.write_manifest()
+        if from_stage:
+            self.trash(STAGES[i0 : i1 + 1])
+        try:
+            for stage in STAGES[i0 : i1 + 1]:
+                if self.stage_state(stage):
+                    console.print(f"[dim]- {stage}: done, skipped[/]")
+                    continue
+                console.rule(f"[bold]{stage}")
+                t0 = time.perf_counter()
+                info = getattr(self, f"stage_{stage}")() or {}
+                self._mark_done(stage, time.perf_counter() - t0, **info)
+                gc.collect()
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+        return self.summary()
+
+    def _tasks(self, name: str) -> list[Task]:
+        return read_jsonl(self.stage_dir("tasks") / f"{name}.jsonl", Task)
+
+    def stage_tasks(self) -> dict[str, Any]:
+        from score_distill.tasks.contamination import dedupe_against_eval
+        from score_distill.tasks.registry import make_tasks
+
+        tc = self.cfg.tasks
+        train: list[Task] = []
+        evals: list[Task] = []
+        for suite in tc.suites:
+            for h in tc.horizons:
+                key = f"{suite}@H{h}"
+                for t in make_tasks(suite, tc.n_train, h, tc.train_seed, split="train"):
+                    t.meta["suite_key"] = key
+                    train.append(t)
+                for t in make_tasks(suite, tc.n_eval, h, tc.eval_seed, split="eval"):
+                    t.meta["suite_key"] = key
+                    evals.append(t)
+        if tc.seed_files:
+            from score_distill.tasks.benchmarks import load_benchmark
+
+            for f in tc.seed_files:
+                for t in load_benchmark(f):
+                    t.meta.setdefault("suite_key", Path(f).stem)
+                    train.append(t)
+        bench: list[Task] = []
+        if self.cfg.eval.benchmarks:
+            from score_distill.tasks.benchmarks import load_benchmark
+
+            for b in self.cfg.eval.benchmarks:
+                tasks = load_benchmark(b)
+                if self.cfg.eval.max_benchmark_tasks:
+                    tasks = tasks[: self.cfg.eval.max_benchmark_tasks]
+                for t in tasks:
+                    t.meta["suite_key"] = Path(b).stem
+                bench.extend(tasks)
+        removed_report: Any = {}
+        if tc.dedupe_against_eval:
+            train, removed_report = dedupe_against_eval(train, evals + bench)
+        bc = [t for t in train if unit_hash(self.cfg.seed, "bc", t.id) < self.cfg.bc.share]
+        bc_ids = {t.id for t in bc}
+        mps = [t for t in train if t.id not in bc_ids]
+        d = self.stage_dir("tasks")
+        write_jsonl(d / "train.jsonl", train)
+        write_jsonl(d / "eval.jsonl", evals + bench)
+        write_jsonl(d / "bc.jsonl", bc)
+        write_jsonl(d / "mps.jsonl", mps)
+        write_json(d / "dedupe.json", removed_report if isinstance(removed_report, dict) else {"report": removed_report})
+        console.print(f"train {len(train)} (BC {len(bc)}, MPS {len(mps)}), eval {len(evals) + len(bench)}")
+        return {"n_train": len(train), "n_eval": len(evals) + len(bench), "n_bc": len(bc), "n_mps": len(mps)}
+
+    def _train(self, stage: str, base_model: str, records: list[Trajectory], sft_cfg) -> dict[str, Any]:
+        from score_distill.training.sft import train_sft
+
+        if not records:
+            console.print(f"[yellow]{stage}: no training data; the model is unchanged.[/]")
+            return {"model": base_model, "trained": False, "n_records": 0}
+        res = train_sft(self._resolve_model(base_model), records, sft_cfg, self.stage_dir(stage) / "train")
+        return {"model": str(res.model_dir), "trained": True, "n_records": len(records),
+                "final_loss": res.losses[-1] if getattr(res, "losses", None) else None}
+
+    def _resolve_model(self, model: str) -> str:
+        from score_distill.models import resolve_model_path
+
+        return str(resolve_model_path(model))
+
+    def stage_bc_init(self) -> dict[str, Any]:
+        from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
+
+        trajs = solve_resumable(self.teacher, self._tasks("bc"), self.stage_dir("bc_init") / "teacher_trajectories.jsonl")
+        kept = rejection_sample(trajs)
+        console.print(f"teacher solved {len(kept)}/{len(trajs)} BC tasks correctly")
+        info = self._train("bc_init", self.cfg.student.model, kept, self.cfg.bc.sft)
+        return {**info, "teacher": teacher_cost(trajs)}
+
+    def stage_bc_baseline(self) -> dict[str, Any]:
+        from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
+        from score_distill.utils.jsonl import append_jsonl
+
+        if not self.cfg.bc_baseline.enabled:
+            return {"model": None, "skipped": "disabled"}
+        path = self.stage_dir("bc_baseline") / "teacher_trajectories.jsonl"
+        if not path.exists():  # reuse the BC-init teacher trajectories: same teacher, same tasks
+            append_jsonl(path, read_jsonl(self.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory))
+        trajs = solve_resumable(self.teacher, self._tasks("train"), path)
+        kept = rejection_sample(trajs)
+        info = self._train("bc_baseline", self.cfg.student.model, kept, self.cfg.bc_baseline.sft)
+        return {**info, "teacher": teacher_cost(trajs)}
+
+    def stage_mps(self) -> dict[str, Any]:
+        from score_distill.stages.mps import mps_statistics, run_mps
+
+        student = self.load_policy(self.model_of("bc_init") or self.cfg.student.model, "bc_init")
+        out = self.stage_dir("mps") / "trajectories.jsonl"
+        tasks = self._tasks("mps")
+        records = run_mps(student, self.teacher, tasks, self.pool, self.cfg.agent, self.cfg.mps, out,
+                          seed=self.cfg.seed,
+                          on_chunk=lambda i, n: console.print(f"MPS chunk {i}/{n} written"))
+        del student
+        stats = mps_statistics(records)
+        write_json(self.stage_dir("mps") / "stats.json", stats)
+        console.print(f"MPS: {stats['status']}")
+        return {"stats": stats}
+
+    def stage_split(self) -> dict[str, Any]:
+        from score_distill.stages.split import split_mps
+
+        records = read_jsonl(self.stage_dir("mps") / "trajectories.jsonl", Trajectory)
+        sft, rl = split_mps(records, self.cfg.split, self.cfg.seed)
+        write_jsonl(self.stage_dir("split") / "sft.jsonl", sft)
+        write_jsonl(self.stage_dir("split") / "rl.jsonl", rl)
+        return {"n_sft": len(sft), "n_rl": len(rl)}
+
+    def stage_score_sft(self) -> dict[str, Any]:
+        records = read_jsonl(self.stage_dir("split") / "sft.jsonl", Trajectory)
+        base = self.model_of("bc_init") or self.cfg.student.model
+        return self._train("score_sft", base, records, self.cfg.score_sft.sft)
+
+    def stage_score_rl(self) -> dict[str, Any]:
+        from score_distill.stages.rl import run_rl_stage
+
+        base = self.model_of("score_sft") or self.model_of("bc_init") or self.cfg.student.model
+        rl_half = read_jsonl(self.stage_dir("split") / "rl.jsonl", Trajectory)
+        sft_half = read_jsonl(self.stage_dir("split") / "sft.jsonl", Trajectory)
+        res = run_rl_stage(self._resolve_model(base), rl_half, self.cfg.rl, self.stage_dir("score_rl"),
+                           pool=self.pool, sft_task_ids={t.task.id for t in sft_half},
+                           device=self.cfg.student.device)
+        return {"model": str(res.model_dir) if res.model_dir else base, **(res.info or {})}
+
+    def eval_suites(self) -> dict[str, list[Task]]:
+        suites: dict[str, list[Task]] = {}
+        for t in self._tasks("eval"):
+            suites.setdefault(t.meta.get("suite_key", t.source or "tasks"), []).append(t)
+        return suites
+
+    def policy_model(self, policy: str) -> str | None:
+        if policy == "student_init":
+            return self.cfg.student.model
+        if policy in POLICY_MODELS:
+            st = self.stage_state(POLICY_MODELS[policy])
+            return st.get("model") if st else None
+        return None
+
+    def stage_eval(self) -> dict[str, Any]:
+        from score_distill.stages.evaluate import evaluate_policy, policy_runner
+
+        suites = self.eval_suites()
+        seeds = self.cfg.eval.seeds
+        results: dict[str, Any] = {}
+        for policy in self.cfg.eval.policies:
+            out_dir = self.stage_dir("eval") / policy
+            if policy == "teacher":
+                teacher = self.teacher
+
+                def run_teacher(tasks: list[Task], seed: int, _t=teacher) -> list[Trajectory]:
+                    return _t.solve(tasks)
+
+                # A deterministic teacher (the oracle) gives the same trajectories for every seed.
+                t_seeds = seeds if self.cfg.teacher.kind == "llm" else seeds[:1]
+                results[policy] = evaluate_policy(run_teacher, suites, t_seeds, out_dir)
+                continue
+            model = self.policy_model(policy)
+            if model is None:
+                console.print(f"[dim]- {policy}: not trained in this run, not evaluated[/]")
+                continue
+            pol = self.load_policy(model, policy)
+            runner = policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling, label=f"eval {policy}")
+            results[policy] = evaluate_policy(runner, suites, seeds, out_dir)
+            del pol
+            gc.collect()
+        write_json(self.stage_dir("eval") / "results.json", results)
+        self._tensorboard_eval(results)
+        return {"policies": sorted(results)}
+
+    def _tensorboard_eval(self, results: dict[str, Any]) -> None:
+        if not self.cfg.tracking.tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        w = SummaryWriter(str(self.dir / "tensorboard" / "eval"))
+        for i, policy in enumerate(["student_init", "bc_init", "score_sft", "score_rl"]):
+            for suite, m in results.get(policy, {}).items():
+                w.add_scalar(f"success/{suite}", m["success_mean"], i)
+        w.close()
+
+    def stage_report(self) -> dict[str, Any]:
+        summary = self.summary()
+        write_json(self.dir / "summary.json", summary)
+        from score_distill.report import write_report
+
+        path = write_report(self.dir)
+        return {"report": str(path)}
+
+    # ----- summary
+    def summary(self) -> dict[str, Any]:
+        results_path = self.stage_dir("eval") / "results.json"
+        policies = json.loads(results_path.read_text()) if results_path.exists() else {}
+        teacher_tokens: dict[str, Any] = {}
+        for stage in ("bc_init", "bc_baseline"):
+            st = self.stage_state(stage)
+            if st and st.get("teacher"):
+                teacher_tokens[stage] = st["teacher"]
+        mps = (self.stage_state("mps") or {}).get("stats")
+        if mps:
+            teacher_tokens["mps"] = {"calls": mps["teacher_calls"], "tokens": mps["teacher_tokens"],
+                                     "retained": mps["retained"], "per_retained": mps["teacher_tokens_per_retained"]}
+            bc = teacher_tokens.get("bc_baseline") or teacher_tokens.get("bc_init")
+            mps = {**mps, "bc_teacher_tokens_per_retained": bc.get("per_retained") if bc else None}
+        stages = {}
+        for s in STAGES:
+            st = self.stage_state(s)
+            stages[s] = {"status": st["status"], "seconds": st["seconds"]} if st else {"status": "not run"}
+        manifest_p = self.dir / "manifest.json"
+        manifest = json.loads(manifest_p.read_text()) if manifest_p.exists() else {}
+        return {
+            "run": {"name": self.cfg.name, "created": manifest.get("created"), "preset": self.preset,
+                    "seconds": round(sum(v.get("seconds", 0) for v in stages.values()), 1),
+                    "machine": manifest.get("machine"), "teacher": self.cfg.teacher.kind,
+                    "student": self.cfg.student.model},
+            "policies": policies,
+            "teacher_tokens": teacher_tokens,
+            "teacher_tokens_estimated": self.cfg.teacher.kind == "oracle",
+            "mps": mps,
+            "stages": stages,
+        }
+
+
+def run_pipeline(cfg: RunConfig, run_dir: Path, *, preset: str = "default", from_stage: str | None = None,
+                 to_stage: str | None = None, on_summary: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    summary = Pipeline(cfg, run_dir, preset=preset).run(from_stage, to_stage)
+    if on_summary:
+        on_summary(summary)
+    return summary
