@@ -1,0 +1,52 @@
+"""Configuration: presets load, overrides apply, mistakes give one line naming the key and the file."""
+
+import pytest
+
+from score_distill.config import ConfigError, load_config, parse_override
+
+
+@pytest.mark.parametrize("preset", ["default", "tiny", "paper"])
+def test_presets_validate(preset):
+    cfg = load_config(preset=preset)
+    assert cfg.agent.max_steps >= 1
+
+
+def test_overrides_with_dotted_keys_and_yaml_values():
+    cfg = load_config(preset="tiny", overrides=["rl.group_size=8", "tasks.horizons=[2, 4]", "teacher.kind=llm",
+                                                 "bc.sft.lora=true"])
+    assert cfg.rl.group_size == 8 and cfg.tasks.horizons == [2, 4] and cfg.teacher.kind == "llm" and cfg.bc.sft.lora
+
+
+def test_user_file_merges_over_preset(tmp_path):
+    f = tmp_path / "my.yaml"
+    f.write_text("mps:\n  max_corrections: 5\n")
+    cfg = load_config(f, preset="tiny")
+    assert cfg.mps.max_corrections == 5 and cfg.mps.chunk_size == load_config(preset="tiny").mps.chunk_size
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    f = tmp_path / "my.yaml"
+    f.write_text("mps:\n  max_correction: 5\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'mps.max_correction' \(from preset 'tiny' \+ .*my.yaml"):
+        load_config(f, preset="tiny")
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(ConfigError, match=r"config key 'rl.group_size'.*'many'"):
+        load_config(preset="tiny", overrides=["rl.group_size=many"])
+
+
+def test_bad_yaml_names_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("a: 1\nb: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(f)
+
+
+def test_missing_file_and_bad_override_and_preset(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("rl.group_size")
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        load_config(preset="huge")
