@@ -1,0 +1,139 @@
+"""Mentored Problem Solving with the oracle teacher on the built-in suites, using a scripted student
+that makes a known first error: corrections land at the injected error, prefixes are verified, counts
+add up, and a resumed run equals an uninterrupted one."""
+
+import pytest
+
+from score_distill.agent import format as fmt
+from score_distill.agent.loop import AgentConfig
+from score_distill.sandbox import SandboxConfig, SandboxPool
+from score_distill.stages.mps import CORRECTED, EXHAUSTED, SOLVED_ALONE, MPSConfig, mps_statistics, run_mps
+from score_distill.tasks.registry import make_tasks
+from score_distill.teachers.oracle import OracleTeacher
+from score_distill.testing.scripted_policy import ScriptedPolicy, assistant_turns, question_of
+from score_distill.trajectory import Trajectory
+from score_distill.utils.jsonl import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = SandboxPool(SandboxConfig(timeout_s=10), max_workers=4)
+    yield p
+    p.close()
+
+
+def wrong_step(sol_step: dict) -> str:
+    var = sol_step.get("var", "x")
+    if "final_answer_print" in sol_step["code"]:
+        return fmt.render_action("I submit the answer.", "final_answer_print('not the answer')")
+    if "web_search" in sol_step["code"]:
+        # A wrong search: the right call shape, the wrong entity.
+        return fmt.render_action("I search.", f"{var} = web_search('Nobody Atall')\nprint({var})")
+    return fmt.render_action("I compute it.", f"{var} = 987654321\nprint({var})")
+
+
+def student_with_error_at(tasks, error_at: dict):
+    """Follows each task's ground-truth solution, except at step error_at[task.id] (None: no error)."""
+    by_q = {t.question: t for t in tasks}
+
+    def script(chat):
+        task = by_q[question_of(chat)]
+        sol = task.meta["solution"]
+        n = assistant_turns(chat)
+        if n >= len(sol):
+            return fmt.render_action("done", "print('stuck')")
+        if error_at.get(task.id) == n:
+            return wrong_step(sol[n])
+        s = sol[n]
+        return fmt.render_plan(s["thought"]) if s["kind"] == "plan" else fmt.render_action(s["thought"], s["code"])
+
+    return ScriptedPolicy(script)
+
+
+@pytest.mark.parametrize("suite", ["math", "search"])
+def test_corrections_land_at_the_injected_error(pool, tmp_path, suite):
+    h = 3
+    tasks = make_tasks(suite, 6, h, seed=5, split="train")
+    n_steps = len(tasks[0].meta["solution"])
+    # task i gets its first error at action step 1 + (i % (n_steps - 1)); task 5 makes none.
+    error_at = {t.id: 1 + i % (n_steps - 1) for i, t in enumerate(tasks[:5])}
+    student = student_with_error_at(tasks, error_at)
+    agent = AgentConfig(max_steps=n_steps + 2, max_new_tokens=64)
+    recs = run_mps(student, OracleTeacher(sandbox_pool=pool), tasks, pool, agent, MPSConfig(max_corrections=3),
+                   tmp_path / "mps.jsonl")
+    assert [r.task.id for r in recs] == [t.id for t in tasks]
+    for r in recs:
+        if r.task.id not in error_at:
+            assert r.meta["mps_status"] == SOLVED_ALONE and not r.corrections
+            continue
+        assert r.meta["mps_status"] == CORRECTED, (r.meta, [s.render() for s in r.steps])
+        assert r.correct and len(r.corrections) == 1
+        c = r.corrections[0]
+        assert c.step_index == error_at[r.task.id] and c.valid
+        # The verified prefix is the student's steps before the error, unchanged, and is the trajectory's start.
+        assert [s.render() for s in c.prefix] == [s.render() for s in r.steps[: c.step_index]]
+        assert r.steps[c.step_index].origin == "teacher" and c.chosen.observation == r.steps[c.step_index].observation
+        assert c.rejected.code == fmt.parse_action(wrong_step(r.task.meta["solution"][c.step_index])).code
+        assert c.rejected.origin == "student" and c.rejected.render() != c.chosen.render()
+        assert all(s.origin == "student" for i, s in enumerate(r.steps) if i != c.step_index)
+    stats = mps_statistics(recs)
+    assert stats["n_tasks"] == 6 and stats["corrections_hist"]["0"] == 1 and stats["corrections_hist"]["1"] == 5
+    assert sum(stats["first_error_hist"].values()) == 5 and stats["retained"] == 6
+
+
+def test_repeated_errors_use_several_corrections_and_invalidate_cut_ones(pool, tmp_path):
+    tasks = make_tasks("math", 2, 3, seed=9, split="train")
+    by_q = {t.question: t for t in tasks}
+
+    def script(chat):  # always wrong at step 2; the teacher must correct it, then the student errs at 3
+        task = by_q[question_of(chat)]
+        sol = task.meta["solution"]
+        n = assistant_turns(chat)
+        if n in (2, 3):  # wrong at 2; after the teacher fixes 2, wrong again at 3
+            return wrong_step(sol[n])
+        s = sol[min(n, len(sol) - 1)]
+        return fmt.render_plan(s["thought"]) if s["kind"] == "plan" else fmt.render_action(s["thought"], s["code"])
+
+    recs = run_mps(ScriptedPolicy(script), OracleTeacher(sandbox_pool=pool), tasks, pool,
+                   AgentConfig(max_steps=7), MPSConfig(max_corrections=3), tmp_path / "mps.jsonl")
+    for r in recs:
+        assert r.correct and [c.step_index for c in r.corrections] == [2, 3]
+        assert all(c.valid for c in r.corrections)
+        assert [s.origin for s in r.steps[:4]] == ["student", "student", "teacher", "teacher"]
+
+
+def test_no_corrections_allowed_leaves_task_exhausted(pool, tmp_path):
+    tasks = make_tasks("math", 1, 2, seed=3, split="train")
+    student = student_with_error_at(tasks, {tasks[0].id: 1})
+    recs = run_mps(student, OracleTeacher(sandbox_pool=pool), tasks, pool, AgentConfig(max_steps=5),
+                   MPSConfig(max_corrections=0), tmp_path / "m.jsonl")
+    assert recs[0].meta["mps_status"] == EXHAUSTED and not recs[0].correct
+
+
+def test_resumed_run_equals_uninterrupted_run(pool, tmp_path):
+    tasks = make_tasks("search", 6, 2, seed=11, split="train")
+    error_at = {t.id: 1 + i % 2 for i, t in enumerate(tasks[:4])}
+    agent = AgentConfig(max_steps=6)
+    cfg = MPSConfig(max_corrections=2, chunk_size=2)
+    full = run_mps(student_with_error_at(tasks, error_at), OracleTeacher(sandbox_pool=pool), tasks, pool, agent, cfg,
+                   tmp_path / "full.jsonl")
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(i, n):
+        if i == 1:
+            raise Crash
+
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(Crash):
+        run_mps(student_with_error_at(tasks, error_at), OracleTeacher(sandbox_pool=pool), tasks, pool, agent, cfg,
+                part, on_chunk=crash_after_first)
+    assert len(read_jsonl(part, Trajectory)) == 2
+    resumed = run_mps(student_with_error_at(tasks, error_at), OracleTeacher(sandbox_pool=pool), tasks, pool, agent,
+                      cfg, part)
+    on_disk = read_jsonl(part, Trajectory)
+    assert [r.task.id for r in on_disk] == [t.id for t in tasks]  # none duplicated, none lost
+    strip = lambda r: [(s.render(), s.observation, s.origin) for s in r.steps] + [  # noqa: E731
+        (c.step_index, c.valid) for c in r.corrections]
+    assert [strip(r) for r in resumed] == [strip(r) for r in full]
