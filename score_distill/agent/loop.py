@@ -39,6 +39,7 @@ class AgentConfig(BaseModel):
     max_live_episodes: int = Field(64, ge=1, description="Episodes (and interpreters) alive at once.")
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     correct_threshold: float = Field(1.0, description="Score at or above which an answer counts as correct.")
+    system_prompt: str | None = Field(None, description="Override the CodeAct system prompt (None: built from the task's tools).")
 
 
 @dataclass
@@ -200,7 +201,7 @@ def run_episodes(
             if not live:
                 continue
             order = list(live)
-            chats = [steps_to_messages(live[i].start.task, live[i].steps) for i in order]
+            chats = [steps_to_messages(live[i].start.task, live[i].steps, cfg.system_prompt) for i in order]
             params = cfg.sampling.model_copy(
                 update={
                     "max_new_tokens": cfg.max_new_tokens,

@@ -1,0 +1,341 @@
+"""The oracle teacher: solves, reviews and corrects built-in suite tasks from their ground truth.
+
+It stands in for a large LLM teacher wherever one cannot run (CPU, tests) and gives an exact
+reference for measuring LLM teachers. It needs ``task.meta["solution"]`` (math and search suites).
+
+``solve`` renders the solution as a trajectory (plan + actions, origin "teacher") and executes
+every action in a real sandbox, so observations are real.
+
+``locate`` - the rule for the FIRST CRITICAL ERROR. Let v_1..v_n be the solution's action values
+(math: each step's exact value; search: the entity each hop reveals, then the answer). Steps are
+walked in order, tracking progress p = number of values reached (the state the trajectory is in):
+
+1. A trajectory whose final answer is correct -> ``is_correct``.
+2. A plan step is wrong when it names something the task does not contain: math, a number of
+   3+ digits that is neither in the question nor a solution value; search, a knowledge-base
+   entity that is not on the question's chain. Otherwise plans are accepted.
+3. An action step makes PROGRESS when it reaches a later value: math, a number printed in its
+   observation equals some v_k, k > p (p jumps to k; several steps at once count); search, a
+   ``web_search`` whose query names the current entity e_p and whose result shows e_{p+1}.
+4. An action step is WRONG (a critical error) when, without progress, it commits to something
+   false: math, the last number it printed is not a solution value, not a number of the question
+   and not a value already reached (a wrong value printed, e.g. an exact result lost to floats);
+   search, a query that names an entity off the chain known so far (searched the wrong entity,
+   or read the wrong entity from the results), or a non-search step printing such an entity.
+5. The step that submits the final answer, when that answer is wrong and no earlier step was
+   WRONG, is the first critical error (a wrong final answer).
+6. Otherwise the step is a STALL (exception, timeout, no code, format errors, or an irrelevant
+   step such as re-printing a known value or a query for an entity already resolved).
+   Stalls are recoverable: for a finished trajectory they are never the critical error. For an
+   UNFINISHED trajectory without a WRONG step, the first error is the first stall; if every
+   step made progress (it only ran out of steps) there is no error to name: hard to teach.
+
+``correct`` writes the next solution step for the verified prefix (progress p): the plan if the
+error is the plan, else solution action p+1 with its natural thought; math code reads the
+previous value from the variable the prefix printed it from (renamed in the solution's code),
+or recomputes the chain from the question when no such variable survives. It never mentions a
+mistake and never writes a literal final answer except the search answer, which the prefix's
+last observation shows. The oracle spends no tokens; ``usage.calls`` counts its calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from fractions import Fraction
+
+from score_distill.tasks.knowledge_base import get_kb
+from score_distill.tasks.registry import tools_for
+from score_distill.tasks.scoring import is_correct, score
+from score_distill.teachers.base import StepProposal, Verdict
+from score_distill.trajectory import Step, Task, Trajectory, Usage
+
+_NUM = re.compile(r"Fraction\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)|(?<![\w.])-?\d+(?:/\d+)?")
+_QUERY = re.compile(r"web_search\(\s*(?:query\s*=\s*)?(['\"])(.*?)\1")
+
+
+def _numbers(text: str) -> list[str]:
+    """Exact numbers in printed text, as the solution renders them ('123', '7/3')."""
+    out = []
+    for m in _NUM.finditer(text or ""):
+        if m.group(1) is not None:
+            f = Fraction(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else None
+            if f is not None:
+                out.append(str(f))
+        else:
+            tok = m.group(0)
+            if "/" in tok:
+                a, b = tok.split("/")
+                out.append(str(Fraction(int(a), int(b))) if int(b) else tok)
+            else:
+                out.append(str(int(tok)))
+    return out
+
+
+def _actions(task: Task) -> list[dict]:
+    return [s for s in task.meta["solution"] if s["kind"] == "action"]
+
+
+class _Walker:
+    """Progress of a trajectory along the solution; one instance per trajectory review."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.suite = task.meta.get("suite")
+        self.values = [s["value"] for s in _actions(task)]
+        self.p = 0
+        if self.suite == "search":
+            self.kb = get_kb(int(task.meta["kb_seed"]))
+            self.chain: list[str] = task.meta["chain"]
+        else:
+            self.question_numbers = set(_numbers(task.question))
+
+    # -- plans
+    def plan_problem(self, plan: str) -> str | None:
+        if self.suite == "math":
+            bad = [n for n in _numbers(plan) if len(n.lstrip("-").split("/")[0]) >= 3
+                   and n not in self.question_numbers and n not in self.values]
+            return f"the plan uses {bad[0]}, a number that is not in the question" if bad else None
+        off = sorted(self.kb.mentions(plan) - set(self.chain))
+        return f"the plan is about {off[0]}, which the question does not concern" if off else None
+
+    # -- actions: returns ("progress" | "wrong" | "stall", explanation)
+    def step(self, s: Step) -> tuple[str, str]:
+        return self._math(s) if self.suite == "math" else self._search(s)
+
+    def _math(self, s: Step) -> tuple[str, str]:
+        nums = _numbers(s.observation)
+        reached = [k for k in range(self.p, len(self.values)) if self.values[k] in nums]
+        if reached:
+            self.p = max(reached) + 1
+            return "progress", ""
+        if s.error:
+            return "stall", f"the code failed ({s.error})"
+        if not s.code.strip():
+            return "stall", "the step has no code"
+        if not nums:
+            return "stall", "the step printed no result"
+        last = nums[-1]
+        if last in self.values[: self.p] or last in self.question_numbers:
+            return "stall", "the step did not compute anything new"
+        return "wrong", f"the step produced {last}, which is not the value of the next quantity"
+
+    def _queries(self, s: Step) -> list[tuple[str, str]]:
+        calls = [(str(tc.args[0]) if tc.args else str(tc.kwargs.get("query", "")), tc.result)
+                 for tc in s.tool_calls if tc.name == "web_search"]
+        if calls:
+            return calls
+        return [(m.group(2), s.observation) for m in _QUERY.finditer(s.code or "")]
+
+    def _search(self, s: Step) -> tuple[str, str]:
+        known = set(self.chain[: self.p + 1])
+        queries = self._queries(s)
+        progressed = False
+        for q, result in queries:
+            off = self.kb.mentions(q) - known
+            if off:
+                return "wrong", f"the search was for {sorted(off)[0]}, which is not the entity needed"
+            if self.p < len(self.chain) - 1 and self.chain[self.p] in self.kb.mentions(q) \
+                    and self.chain[self.p + 1] in self.kb.mentions(result or ""):
+                self.p += 1
+                known.add(self.chain[self.p])
+                progressed = True
+        if progressed:
+            return "progress", ""
+        if s.error:
+            return "stall", f"the code failed ({s.error})"
+        if not queries:
+            if not s.code.strip():
+                return "stall", "the step has no code"
+            off = self.kb.mentions(s.observation) - known
+            if off:
+                return "wrong", f"the step took {sorted(off)[0]} as the entity found, which is not right"
+        return "stall", "the step did not find the next entity"
+
+
+class OracleTeacher:
+    name = "oracle"
+
+    def __init__(self, sandbox_pool=None):
+        self.usage = Usage()
+        self._pool = sandbox_pool
+        self._own_pool = False
+
+    def _get_pool(self):
+        if self._pool is None:
+            from score_distill.sandbox import SandboxConfig, SandboxPool  # only solve() needs it
+
+            self._pool, self._own_pool = SandboxPool(SandboxConfig()), True
+        return self._pool
+
+    def close(self) -> None:
+        if self._own_pool and self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- solve
+    def solve(self, tasks: list[Task]) -> list[Trajectory]:
+        for t in tasks:
+            if "solution" not in t.meta:
+                raise ValueError(f"task {t.id}: the oracle needs meta['solution'] (built-in suites only)")
+        pool = self._get_pool()
+        self.usage.add(Usage(calls=len(tasks)))
+        trajs = [Trajectory(task=t, policy=self.name,
+                            steps=[Step(kind="plan", thought=t.meta["solution"][0]["thought"], origin="teacher")])
+                 for t in tasks]
+        boxes = [pool.new(tools=tools_for(t)) for t in tasks]
+        try:
+            n_max = max((len(_actions(t)) for t in tasks), default=0)
+            for a in range(n_max):
+                live = [i for i, t in enumerate(tasks) if a < len(_actions(t)) and trajs[i].final_answer is None]
+                if not live:
+                    break
+                sols = [_actions(tasks[i])[a] for i in live]
+                results = pool.run_batch([(boxes[i], s["code"], None) for i, s in zip(live, sols)])
+                for i, s, r in zip(live, sols, results):
+                    step = Step(kind="action", thought=s["thought"], code=s["code"], observation=r.observation,
+                                origin="teacher", error=r.error, tool_calls=list(r.tool_calls),
+                                final_answer=r.final_answer, exec_seconds=r.seconds)
+                    trajs[i].steps.append(step)
+                    if r.final_answer is not None:
+                        trajs[i].final_answer = r.final_answer
+        finally:
+            for b in boxes:
+                b.close()
+        for tr in trajs:
+            tr.score = score(tr.task, tr.final_answer)
+            tr.outcome = ("correct" if is_correct(tr.task, tr.final_answer) else "wrong") \
+                if tr.final_answer is not None else "unfinished"
+        return trajs
+
+    # -- locate
+    def locate(self, trajectories: list[Trajectory]) -> list[Verdict]:
+        self.usage.add(Usage(calls=len(trajectories)))
+        return [self._locate_one(t) for t in trajectories]
+
+    def _locate_one(self, tr: Trajectory) -> Verdict:
+        task = tr.task
+        if "solution" not in task.meta:
+            return Verdict(False, failure=f"task {task.id} has no meta['solution']; the oracle cannot review it")
+        final = tr.final_answer
+        if final is None:
+            final = next((s.final_answer for s in tr.steps if s.final_answer is not None), None)
+        if final is not None and is_correct(task, final):
+            return Verdict(True, analysis="the final answer is correct")
+        w = _Walker(task)
+        first_stall: tuple[int, str] | None = None
+        for i, s in enumerate(tr.steps):
+            if s.kind == "plan":
+                why = w.plan_problem(s.thought)
+                if why:
+                    return Verdict(False, i, analysis=why, suggestion=_suggest(task, w.p, plan=True))
+                continue
+            before = w.p
+            status, why = w.step(s)
+            if s.final_answer is not None:
+                if status == "wrong":
+                    return Verdict(False, i, analysis=why, suggestion=_suggest(task, before))
+                return Verdict(False, i, analysis=f"the submitted answer {s.final_answer!r} is not correct",
+                               suggestion=_suggest(task, w.p))
+            if status == "wrong":
+                return Verdict(False, i, analysis=why, suggestion=_suggest(task, before))
+            if status == "stall" and first_stall is None:
+                first_stall = (i, why)
+        if final is not None:  # a final answer recorded without a step that produced it
+            return Verdict(False, len(tr.steps) - 1 if tr.steps else None, analysis="the final answer is wrong")
+        if first_stall is not None:
+            i, why = first_stall
+            return Verdict(False, i, analysis=why + "; the task was not finished",
+                           suggestion=_suggest(task, _progress_before(task, tr.steps, i)))
+        return Verdict(False, None, analysis="every step made progress but the task was not finished")
+
+    # -- correct
+    def correct(self, trajectories: list[Trajectory], verdicts: list[Verdict]) -> list[StepProposal]:
+        self.usage.add(Usage(calls=len(trajectories)))
+        out = []
+        for tr, v in zip(trajectories, verdicts, strict=True):
+            k = v.first_error_step
+            if v.is_correct or k is None or "solution" not in tr.task.meta:
+                out.append(StepProposal(None, failure="no located error to correct"))
+                continue
+            if not 0 <= k < len(tr.steps):
+                out.append(StepProposal(None, failure=f"step index {k} out of range (0..{len(tr.steps) - 1})"))
+                continue
+            out.append(StepProposal(self._next_step(tr.task, tr.steps[:k], replace_plan=tr.steps[k].kind == "plan")))
+        return out
+
+    def _next_step(self, task: Task, prefix: list[Step], replace_plan: bool) -> Step:
+        sol = task.meta["solution"]
+        if replace_plan or not prefix:
+            return Step(kind="plan", thought=sol[0]["thought"], origin="teacher")
+        acts = _actions(task)
+        p = _progress_before(task, prefix, len(prefix))
+        p = min(p, len(acts) - 1)
+        s = acts[p]
+        if task.meta.get("suite") == "math":
+            return Step(kind="action", thought=s["thought"], code=_math_code(task, prefix, p), origin="teacher")
+        code = s["code"]
+        if s.get("var"):  # a fresh results variable, never clobbering one the prefix uses
+            n_prev = sum(1 for st in prefix if st.kind == "action")
+            code = re.sub(rf"\b{s['var']}\b", f"results_{n_prev + 1}", code)
+        return Step(kind="action", thought=s["thought"], code=code, origin="teacher")
+
+
+def _progress_before(task: Task, steps: list[Step], upto: int) -> int:
+    w = _Walker(task)
+    for s in steps[:upto]:
+        if s.kind == "action":
+            w.step(s)
+    return w.p
+
+
+def _suggest(task: Task, p: int, plan: bool = False) -> str:
+    if plan:
+        return task.meta["solution"][0]["thought"]
+    acts = _actions(task)
+    return acts[min(p, len(acts) - 1)]["thought"]
+
+
+def _printed_name(code: str) -> str | None:
+    """The variable the step's last print() shows, e.g. ``x`` in ``print("B =", x)``."""
+    try:
+        tree = ast.parse(code)  # parsed only, never executed
+    except SyntaxError:
+        return None
+    name = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            names = [a.id for a in node.args if isinstance(a, ast.Name)]
+            if names:
+                name = names[-1]
+    return name
+
+
+def _assigned(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _math_code(task: Task, prefix: list[Step], p: int) -> str:
+    acts = _actions(task)
+    s = acts[p]
+    if p == 0:
+        return s["code"]
+    want = acts[p - 1]["value"]
+    # The prefix step that printed the previous value, and the variable it printed it from.
+    for j in range(len(prefix) - 1, -1, -1):
+        st = prefix[j]
+        if st.kind == "action" and want in _numbers(st.observation):
+            var = _printed_name(st.code)
+            later = set().union(*[_assigned(x.code) for x in prefix[j + 1:]]) if prefix[j + 1:] else set()
+            if var and var not in later:
+                return re.sub(rf"\b{acts[p - 1]['var']}\b", var, s["code"])
+            break
+    # No variable holds it any more: recompute the chain from the question, printing only the new value.
+    lines = []
+    for a in acts[:p]:
+        lines += [ln for ln in a["code"].splitlines() if not ln.startswith(("print(", "final_answer_print("))]
+    return "\n".join(lines + [s["code"]])
