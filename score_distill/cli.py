@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_pipeline(cfg, out, preset=args.preset, from_stage=args.from_stage, to_stage=args.to_stage)
     from score_distill.report.terminal import render_summary_table
 
-    render_summary_table(summary)
+    print(render_summary_table(summary, color=sys.stdout.isatty()))
     report = out / "report.html"
     if report.exists():
         console.print(f"report: [bold]{report}[/]")

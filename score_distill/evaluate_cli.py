@@ -72,6 +72,6 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     write_json(out / "results.json", results)
     from score_distill.report.terminal import render_summary_table
 
-    render_summary_table({"policies": {name: results}})
+    print(render_summary_table({"policies": {name: results}}))
     console.print(f"results: {out / 'results.json'}")
     return 0
