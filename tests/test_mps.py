@@ -22,18 +22,27 @@ def pool():
     p.close()
 
 
-def wrong_step(sol_step: dict) -> str:
+def off_chain_entity(task, tasks) -> str:
+    """A real knowledge-base entity (tasks of one call share a knowledge base) not on this task's chain."""
+    chain = set(task.meta.get("chain", []))
+    return next(e for t in tasks for e in t.meta.get("chain", []) if e not in chain)
+
+
+def wrong_step(sol_step: dict, off_entity: str = "nobody") -> str:
     var = sol_step.get("var", "x")
     if "final_answer_print" in sol_step["code"]:
         return fmt.render_action("I submit the answer.", "final_answer_print('not the answer')")
     if "web_search" in sol_step["code"]:
-        # A wrong search: the right call shape, the wrong entity.
-        return fmt.render_action("I search.", f"{var} = web_search('Nobody Atall')\nprint({var})")
+        # A wrong search: the right call shape, an entity that is not on the question's chain.
+        return fmt.render_action("I search.", f"{var} = web_search({off_entity!r})\nprint({var})")
     return fmt.render_action("I compute it.", f"{var} = 987654321\nprint({var})")
 
 
+
+
 def student_with_error_at(tasks, error_at: dict):
-    """Follows each task's ground-truth solution, except at step error_at[task.id] (None: no error)."""
+    """Follows each task's ground-truth solution, except from step error_at[task.id] on: once its own wrong
+    step is in the conversation it stays wrong (errors compound); a teacher's correction removes it."""
     by_q = {t.question: t for t in tasks}
 
     def script(chat):
@@ -42,8 +51,11 @@ def student_with_error_at(tasks, error_at: dict):
         n = assistant_turns(chat)
         if n >= len(sol):
             return fmt.render_action("done", "print('stuck')")
-        if error_at.get(task.id) == n:
-            return wrong_step(sol[n])
+        off = off_chain_entity(task, tasks) if task.meta.get("chain") else "nobody"
+        markers = ("987654321", off, "not the answer")
+        derailed = any(m["role"] == "assistant" and any(w in m["content"] for w in markers) for m in chat)
+        if error_at.get(task.id) == n or (derailed and sol[n]["kind"] == "action"):
+            return wrong_step(sol[n], off)
         s = sol[n]
         return fmt.render_plan(s["thought"]) if s["kind"] == "plan" else fmt.render_action(s["thought"], s["code"])
 
@@ -73,7 +85,8 @@ def test_corrections_land_at_the_injected_error(pool, tmp_path, suite):
         # The verified prefix is the student's steps before the error, unchanged, and is the trajectory's start.
         assert [s.render() for s in c.prefix] == [s.render() for s in r.steps[: c.step_index]]
         assert r.steps[c.step_index].origin == "teacher" and c.chosen.observation == r.steps[c.step_index].observation
-        assert c.rejected.code == fmt.parse_action(wrong_step(r.task.meta["solution"][c.step_index])).code
+        off = off_chain_entity(r.task, tasks) if suite == "search" else "nobody"
+        assert c.rejected.code == fmt.parse_action(wrong_step(r.task.meta["solution"][c.step_index], off)).code
         assert c.rejected.origin == "student" and c.rejected.render() != c.chosen.render()
         assert all(s.origin == "student" for i, s in enumerate(r.steps) if i != c.step_index)
     stats = mps_statistics(recs)
