@@ -1,0 +1,7 @@
+# tries: unbounded Python recursion
+# expect: RecursionError
+# outcome: RecursionError
+def f(n):
+    return f(n + 1)
+
+f(0)
