@@ -235,9 +235,11 @@ class Pipeline:
                 for t in tasks:
                     t.meta["suite_key"] = Path(b).stem
                 bench.extend(tasks)
-        removed_report: Any = {}
+        removed_report: dict[str, Any] = {}
         if tc.dedupe_against_eval:
-            train, removed_report = dedupe_against_eval(train, evals + bench)
+            train, report = dedupe_against_eval(train, evals + bench)
+            removed_report = report.to_dict()
+            console.print(report.summary())
         bc = [t for t in train if unit_hash(self.cfg.seed, "bc", t.id) < self.cfg.bc.share]
         bc_ids = {t.id for t in bc}
         mps = [t for t in train if t.id not in bc_ids]
@@ -246,7 +248,7 @@ class Pipeline:
         write_jsonl(d / "eval.jsonl", evals + bench)
         write_jsonl(d / "bc.jsonl", bc)
         write_jsonl(d / "mps.jsonl", mps)
-        write_json(d / "dedupe.json", removed_report if isinstance(removed_report, dict) else {"report": removed_report})
+        write_json(d / "dedupe.json", removed_report)
         console.print(f"train {len(train)} (BC {len(bc)}, MPS {len(mps)}), eval {len(evals) + len(bench)}")
         return {"n_train": len(train), "n_eval": len(evals) + len(bench), "n_bc": len(bc), "n_mps": len(mps)}
 

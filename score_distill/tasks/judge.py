@@ -1,0 +1,148 @@
+"""LLM answer judge for benchmarks scored by "accuracy (LLM judge)".
+
+Deterministic checks come first: when :func:`scoring.is_correct` accepts the answer (math_verify,
+exact match), or the task is a built-in suite with exact answers, no model is called. Otherwise
+the judge model gets question, gold and answer and must reply with exactly the JSON object
+``{"equivalent": bool, "reason": str}``. Anything else (prose, extra keys, a string "true") is
+retried once and then recorded as a failure: never "the word true appears in the reply".
+Verdicts are cached on disk (JSONL, crash-safe), keyed by a hash of question, gold, answer and
+judge model, so re-scoring costs nothing; all pending items go to the policy as one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+
+from score_distill.models.base import Policy, SamplingParams
+from score_distill.trajectory import Task, Usage
+from score_distill.utils.jsonl import DataError, append_jsonl, iter_json_lines
+
+from .scoring import is_correct
+
+JUDGE_SYSTEM = ("You compare a candidate answer with the reference answer of a question. Decide whether they "
+                "are equivalent: the same value, entity or statement, allowing different formatting, units "
+                "written differently, or extra explanation around a correct answer. A partially correct, "
+                "vaguer or hedged answer is not equivalent. Reply with only a JSON object: "
+                '{"equivalent": true or false, "reason": "one short sentence"}')
+JUDGE_TEMPLATE = "Question:\n{question}\n\nReference answer:\n{gold}\n\nCandidate answer:\n{answer}"
+
+
+class JudgeReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    equivalent: StrictBool
+    reason: str
+
+
+JUDGE_SCHEMA = JudgeReply.model_json_schema()
+
+
+@dataclass
+class JudgeResult:
+    equivalent: bool | None  # None: the judge failed (see ``failure``)
+    reason: str = ""
+    source: str = "llm"  # "deterministic" | "cache" | "llm" | "failure"
+    failure: str | None = None
+
+
+def parse_reply(text: str) -> JudgeReply:
+    """Strict: the whole reply is the JSON object (a ```json fence around it is tolerated)."""
+    t = text.strip()
+    m = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", t, re.S)
+    if m:
+        t = m.group(1)
+    try:
+        obj = json.loads(t)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg})") from None
+    try:
+        return JudgeReply.model_validate(obj)
+    except ValidationError as e:
+        raise ValueError(f"JSON does not match the schema: {e.errors()[0]['msg']}") from None
+
+
+class AnswerJudge:
+    def __init__(self, policy: Policy, cache_path: str | os.PathLike | None = None, *, retries: int = 1,
+                 max_new_tokens: int = 256, batch_size: int = 64):
+        self.policy = policy
+        self.retries = retries
+        self.batch_size = batch_size
+        # Greedy and seeded: a pinned judge gives the same verdict on every re-run.
+        self.params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, json_schema=JUDGE_SCHEMA, seed=0)
+        self.usage = Usage()
+        self.cache_path = Path(cache_path) if cache_path else None
+        self._cache: dict[str, dict] = {}
+        if self.cache_path and self.cache_path.exists():
+            for lineno, obj in iter_json_lines(self.cache_path):
+                if not isinstance(obj.get("key"), str) or not isinstance(obj.get("equivalent"), bool):
+                    raise DataError(self.cache_path, lineno, "judge cache record needs 'key' and a boolean 'equivalent'")
+                self._cache[obj["key"]] = obj
+
+    def key(self, task: Task, answer: str) -> str:
+        blob = json.dumps([task.question, task.answer, answer, getattr(self.policy, "name", "")], ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _chat(self, task: Task, answer: str) -> list[dict[str, str]]:
+        gold = " | ".join(task.answer) if isinstance(task.answer, list) else task.answer
+        return [{"role": "system", "content": JUDGE_SYSTEM},
+                {"role": "user", "content": JUDGE_TEMPLATE.format(question=task.question, gold=gold, answer=answer)}]
+
+    def judge(self, items: list[tuple[Task, str | None]]) -> list[JudgeResult]:
+        results: list[JudgeResult | None] = [None] * len(items)
+        pending: list[int] = []
+        for i, (task, answer) in enumerate(items):
+            if answer is None or not str(answer).strip():
+                results[i] = JudgeResult(False, "no answer", "deterministic")
+            elif is_correct(task, answer):
+                results[i] = JudgeResult(True, "deterministic match", "deterministic")
+            elif task.meta.get("suite") in ("math", "search"):
+                results[i] = JudgeResult(False, "exact answer differs", "deterministic")
+            elif (hit := self._cache.get(self.key(task, answer))) is not None:
+                results[i] = JudgeResult(hit["equivalent"], hit.get("reason", ""), "cache")
+            else:
+                pending.append(i)
+        for start in range(0, len(pending), self.batch_size):
+            self._judge_llm(items, pending[start: start + self.batch_size], results)
+        return [r for r in results if r is not None]
+
+    def _judge_llm(self, items, idx: list[int], results: list) -> None:
+        todo, errors = list(idx), {i: "" for i in idx}
+        for _attempt in range(self.retries + 1):
+            if not todo:
+                break
+            outs = self.policy.generate([self._chat(*items[i]) for i in todo], self.params)
+            retry = []
+            for i, c in zip(todo, outs):
+                self.usage.add(Usage(calls=1, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                                     seconds=c.seconds))
+                if c.error:
+                    errors[i] = f"backend error: {c.error}"
+                    retry.append(i)
+                    continue
+                try:
+                    rep = parse_reply(c.text)
+                except ValueError as e:
+                    errors[i] = str(e)
+                    retry.append(i)
+                    continue
+                task, answer = items[i]
+                results[i] = JudgeResult(rep.equivalent, rep.reason, "llm")
+                rec = {"key": self.key(task, answer), "equivalent": rep.equivalent, "reason": rep.reason,
+                       "task_id": task.id, "judge": getattr(self.policy, "name", "")}
+                self._cache[rec["key"]] = rec
+                if self.cache_path:
+                    append_jsonl(self.cache_path, [rec])
+            todo = retry
+        for i in todo:
+            self.usage.failures += 1
+            results[i] = JudgeResult(None, "", "failure", failure=errors[i] or "no valid reply")
+
+    def is_correct(self, task: Task, answer: str | None) -> bool:
+        """A failed judgement counts as not correct (and is visible in ``usage.failures``)."""
+        return bool(self.judge([(task, answer)])[0].equivalent)
