@@ -63,6 +63,22 @@ class TasksConfig(_Cfg):
     dedupe_against_eval: bool = Field(True, description="Drop training tasks that duplicate evaluation questions.")
 
 
+class SearchConfig(_Cfg):
+    """The web_search backend for tasks outside the built-in suites (built-in search tasks bring their own)."""
+
+    kind: Literal["none", "corpus", "http"] = Field("none", description="'corpus': local BM25 over a JSONL corpus; "
+                                                    "'http': a JSON search API.")
+    corpus: str | None = Field(None, description="JSONL file with id/title/text per line (kind 'corpus').")
+    url: str | None = Field(None, description="Search API URL (kind 'http').")
+    api_key_env: str | None = Field(None, description="Environment variable with the search API key.")
+    method: Literal["GET", "POST"] = "GET"
+    query_param: str = "q"
+    results_path: str = Field("results", description="Dotted path to the result list in the API's JSON answer.")
+    title_field: str = "title"
+    snippet_field: str = "snippet"
+    k: int = Field(5, ge=1, description="Results per query.")
+
+
 class BCConfig(_Cfg):
     share: float = Field(0.2, gt=0, le=1, description="Share of training tasks the teacher solves for BC init.")
     sft: SFTConfig = Field(default_factory=SFTConfig)
@@ -90,6 +106,7 @@ class RunConfig(_Cfg):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     bc: BCConfig = Field(default_factory=BCConfig)
     bc_baseline: BaselineConfig = Field(default_factory=BaselineConfig)

@@ -57,9 +57,9 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             raise EndpointError(f"{args.endpoint}: not reachable ({err})")
         name = args.model_name
     else:
-        from score_distill.models import load_policy
+        from score_distill.models.hf import TransformersPolicy
 
-        policy = load_policy(args.model, name=Path(args.model).name)
+        policy = TransformersPolicy(args.model, name=Path(args.model).name)
         name = Path(args.model).name
     agent = AgentConfig(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens)
     out = Path(args.out) / re.sub(r"[^\w.-]", "_", name)

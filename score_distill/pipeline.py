@@ -95,6 +95,7 @@ class Pipeline:
         self.preset = preset
         self._pool = None
         self._teacher = None
+        self._search = None
 
     # ----- run directory
     def stage_dir(self, stage: str) -> Path:
@@ -158,14 +159,23 @@ class Pipeline:
         if self._teacher is None:
             from score_distill.teachers.factory import make_teacher
 
-            self._teacher = make_teacher(self.cfg, self.pool)
+            self._teacher = make_teacher(self.cfg, self.pool, tools_for=self.tools_for)
         return self._teacher
 
-    def load_policy(self, model: str | Path, name: str):
-        from score_distill.models import load_policy
+    def tools_for(self, task: Task) -> dict[str, Callable[..., str]]:
+        from score_distill.tasks.registry import tools_for
 
-        return load_policy(str(model), name=name, batch_size=self.cfg.student.batch_size,
-                           device=self.cfg.student.device)
+        if self._search is None and self.cfg.search.kind != "none":
+            from score_distill.tasks.search_factory import make_search
+
+            self._search = make_search(self.cfg.search, self.dir / "search_cache.jsonl")
+        return tools_for(task, search=self._search)
+
+    def load_policy(self, model: str | Path, name: str):
+        from score_distill.models.hf import TransformersPolicy
+
+        device = None if self.cfg.student.device == "auto" else self.cfg.student.device
+        return TransformersPolicy(str(model), name=name, batch_size=self.cfg.student.batch_size, device=device)
 
     def model_of(self, stage: str) -> str | None:
         st = self.stage_state(stage)
@@ -263,9 +273,9 @@ class Pipeline:
                 "final_loss": res.losses[-1] if getattr(res, "losses", None) else None}
 
     def _resolve_model(self, model: str) -> str:
-        from score_distill.models import resolve_model_path
+        from score_distill.models.hf import resolve_student_path
 
-        return str(resolve_model_path(model))
+        return resolve_student_path(model)
 
     def stage_bc_init(self) -> dict[str, Any]:
         from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
@@ -297,7 +307,7 @@ class Pipeline:
         out = self.stage_dir("mps") / "trajectories.jsonl"
         tasks = self._tasks("mps")
         records = run_mps(student, self.teacher, tasks, self.pool, self.cfg.agent, self.cfg.mps, out,
-                          seed=self.cfg.seed,
+                          seed=self.cfg.seed, tools_for=self.tools_for,
                           on_chunk=lambda i, n: console.print(f"MPS chunk {i}/{n} written"))
         del student
         stats = mps_statistics(records)
@@ -320,15 +330,28 @@ class Pipeline:
         return self._train("score_sft", base, records, self.cfg.score_sft.sft)
 
     def stage_score_rl(self) -> dict[str, Any]:
+        from score_distill.rl.items import build_rl_items, save_items
         from score_distill.stages.rl import run_rl_stage
 
         base = self.model_of("score_sft") or self.model_of("bc_init") or self.cfg.student.model
         rl_half = read_jsonl(self.stage_dir("split") / "rl.jsonl", Trajectory)
-        sft_half = read_jsonl(self.stage_dir("split") / "sft.jsonl", Trajectory)
-        res = run_rl_stage(self._resolve_model(base), rl_half, self.cfg.rl, self.stage_dir("score_rl"),
-                           pool=self.pool, sft_task_ids={t.task.id for t in sft_half},
-                           device=self.cfg.student.device)
-        return {"model": str(res.model_dir) if res.model_dir else base, **(res.info or {})}
+        mps = read_jsonl(self.stage_dir("mps") / "trajectories.jsonl", Trajectory)
+        rl_ids = {t.task.id for t in rl_half}
+        sft_half_ids = {t.task.id for t in mps} - rl_ids
+        items = build_rl_items(rl_half, sft_task_ids=sft_half_ids, config=self.cfg.rl.items)
+        save_items(self.stage_dir("score_rl") / "items.jsonl", items)
+        too_deep = [it for it in items if not self.cfg.rl.long_horizon and len(it.prefix) >= self.cfg.rl.max_steps]
+        items = [it for it in items if it not in too_deep]
+        if not items:
+            console.print("[yellow]score_rl: no RL items; the model is unchanged.[/]")
+            return {"model": base, "trained": False, "n_items": 0}
+        model_dir = run_rl_stage(self._resolve_model(base), items, self.cfg.rl, self.stage_dir("score_rl"),
+                                 self.tools_for, None, pool=self.pool, progress="RL updates")
+        kinds: dict[str, int] = {}
+        for it in items:
+            kinds[it.kind] = kinds.get(it.kind, 0) + 1
+        return {"model": str(model_dir), "trained": True, "n_items": len(items), "items_by_kind": kinds,
+                "dropped_prefix_too_long": len(too_deep)}
 
     def eval_suites(self) -> dict[str, list[Task]]:
         suites: dict[str, list[Task]] = {}
@@ -367,7 +390,8 @@ class Pipeline:
                 console.print(f"[dim]- {policy}: not trained in this run, not evaluated[/]")
                 continue
             pol = self.load_policy(model, policy)
-            runner = policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling, label=f"eval {policy}")
+            runner = policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling, tools_for=self.tools_for,
+                                   label=f"eval {policy}")
             results[policy] = evaluate_policy(runner, suites, seeds, out_dir)
             del pol
             gc.collect()
