@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -67,7 +68,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "manifest.json").exists() and not (run_dir / "summary.json").exists():
-        console.print(f"[red]error:[/] {run_dir}: not a score-distill run directory (no manifest.json)")
+        console.print(f"[red]error:[/] {run_dir}: not a score-distill run directory (no manifest.json)", soft_wrap=True)
         return EXIT_USER_ERROR
     if not (run_dir / "summary.json").exists():
         import json
@@ -88,7 +89,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from score_distill.sandbox.cli import run_file_cli
 
     if not Path(args.file).exists():
-        console.print(f"[red]error:[/] {args.file}: file not found")
+        console.print(f"[red]error:[/] {args.file}: file not found", soft_wrap=True)
         return EXIT_USER_ERROR
     return run_file_cli(args.file)
 
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("\n[yellow]interrupted[/]: everything finished so far is saved; run the same command to resume.")
         return EXIT_INTERRUPTED
     except USER_ERRORS as e:
-        console.print(f"[red]error:[/] {describe(e)}")
+        console.print(f"[red]error:[/] {escape(describe(e))}", soft_wrap=True, highlight=False)
         return EXIT_USER_ERROR
 
 

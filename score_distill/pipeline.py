@@ -171,6 +171,19 @@ class Pipeline:
             self._search = make_search(self.cfg.search, self.dir / "search_cache.jsonl")
         return tools_for(task, search=self._search)
 
+    def check_teacher_endpoint(self) -> None:
+        """Fail fast, before any work, when the teacher's endpoint cannot be reached."""
+        from score_distill.models.openai_compat import OpenAIPolicy
+        from score_distill.user_errors import EndpointError
+
+        tc = self.cfg.teacher
+        if not tc.base_url or not tc.model:
+            raise ConfigError("teacher.kind is 'llm' but teacher.base_url or teacher.model is not set")
+        err = OpenAIPolicy(tc.base_url, tc.model, api_key_env=tc.api_key_env, timeout_s=min(tc.timeout_s, 15),
+                           max_retries=0).ping()
+        if err:
+            raise EndpointError(f"teacher endpoint {tc.base_url} is not reachable: {err}")
+
     def load_policy(self, model: str | Path, name: str):
         from score_distill.models.hf import TransformersPolicy
 
@@ -192,6 +205,8 @@ class Pipeline:
         self.write_manifest()
         if from_stage:
             self.trash(STAGES[i0 : i1 + 1])
+        if self.cfg.teacher.kind == "llm" and any(not self.stage_state(s) for s in STAGES[i0 : i1 + 1]):
+            self.check_teacher_endpoint()
         try:
             for stage in STAGES[i0 : i1 + 1]:
                 if self.stage_state(stage):
