@@ -59,6 +59,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from score_distill.config import dump_config
 
+    if args.reference:
+        from score_distill.config_reference import reference_markdown
+
+        print(reference_markdown())
+        return 0
     print(dump_config(_load(args)), end="")
     return 0
 
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="print the resolved configuration")
     _add_config_args(c)
+    c.add_argument("--reference", action="store_true", help="print the Markdown reference of every key")
     c.set_defaults(fn=cmd_config)
 
     e = sub.add_parser("eval", help="evaluate a policy on built-in suites and paper benchmarks")

@@ -96,6 +96,8 @@ class Pipeline:
         self._pool = None
         self._teacher = None
         self._search = None
+        # Models trained outside the stage list (the study's ablations) that the eval stage should also score.
+        self.extra_policies: dict[str, str] = {}
 
     # ----- run directory
     def stage_dir(self, stage: str) -> Path:
@@ -375,6 +377,8 @@ class Pipeline:
         return suites
 
     def policy_model(self, policy: str) -> str | None:
+        if policy in self.extra_policies:
+            return self.extra_policies[policy]
         if policy == "student_init":
             return self.cfg.student.model
         if policy in POLICY_MODELS:
@@ -410,6 +414,9 @@ class Pipeline:
             results[policy] = evaluate_policy(runner, suites, seeds, out_dir)
             del pol
             gc.collect()
+        old = self.stage_dir("eval") / "results.json"
+        if old.exists():  # keep figures of policies evaluated earlier (e.g. by the study)
+            results = {**json.loads(old.read_text()), **results}
         write_json(self.stage_dir("eval") / "results.json", results)
         self._tensorboard_eval(results)
         return {"policies": sorted(results)}

@@ -50,3 +50,13 @@ def test_missing_file_and_bad_override_and_preset(tmp_path):
         parse_override("rl.group_size")
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         load_config(preset="huge")
+
+
+def test_configuration_reference_doc_is_current():
+    from pathlib import Path
+
+    from score_distill.config_reference import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert doc.read_text().strip() == reference_markdown().strip(), (
+        "docs/configuration.md is stale: run `score-distill config --reference > docs/configuration.md`")

@@ -1,0 +1,270 @@
+"""SCoRe against behaviour cloning across horizons, and what each costs in teacher tokens.
+
+    python benchmarks/distillation_study.py --preset tiny --horizons 2,4,8 --seeds 0,1,2 --out runs/study-tiny
+    python benchmarks/distillation_study.py --horizons 2,4,8 --seeds 0,1,2 --out runs/study    # SmolLM2, hours
+
+For every horizon H and seed it runs the whole pipeline (resumable: rerun the same command after an
+interruption), then trains what the pipeline does not:
+- ``rl_long_horizon``  SCoRe-RL ablation: rollouts from the task, not the verified prefix;
+- ``rl_sparse_reward`` SCoRe-RL ablation: outcome reward only;
+- ``bc_equal_budget``  behaviour cloning on as many teacher trajectories as SCoRe's teacher budget buys
+  (SCoRe's budget = BC-init trajectories + MPS reviews and corrections, in teacher tokens);
+evaluates every policy on held-out tasks (eval seeds and H are arguments: rerun on seeds nobody tuned
+on), prints a table of success mean ± std per method and H, teacher tokens per retained trajectory,
+wall time per stage, checks the targets, and writes ``study.json`` and plots (success vs H; success vs
+teacher tokens) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from score_distill.config import load_config
+from score_distill.pipeline import Pipeline
+from score_distill.trajectory import Trajectory
+from score_distill.utils.jsonl import read_jsonl, write_json
+
+METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init", "score_sft", "score_rl",
+           "rl_long_horizon", "rl_sparse_reward"]
+ABLATIONS = {"rl_long_horizon": {"long_horizon": True}, "rl_sparse_reward": {"sparse_reward": True}}
+
+
+def _tokens(t: Trajectory) -> int:
+    return t.teacher_usage.total_tokens
+
+
+def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
+    """BC on the baseline's teacher trajectories, in task order, until SCoRe's teacher budget is spent."""
+    from score_distill.stages.bc import rejection_sample
+
+    bc_init = read_jsonl(pipe.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory)
+    mps = json.loads((pipe.stage_dir("mps") / "stats.json").read_text())
+    budget = sum(_tokens(t) for t in bc_init) + mps["teacher_tokens"]
+    pool = read_jsonl(pipe.stage_dir("bc_baseline") / "teacher_trajectories.jsonl", Trajectory)
+    chosen, spent = [], 0
+    for t in pool:
+        if spent + _tokens(t) > budget:
+            break
+        spent += _tokens(t)
+        chosen.append(t)
+    kept = rejection_sample(chosen)
+    info = {"budget_tokens": budget, "spent_tokens": spent, "trajectories": len(chosen), "retained": len(kept)}
+    d = pipe.stage_dir("bc_equal_budget")
+    done = d / "stage.json"
+    if done.exists():
+        return json.loads(done.read_text()).get("model"), info
+    res = pipe._train("bc_equal_budget", pipe.cfg.student.model, kept, pipe.cfg.bc_baseline.sft)
+    write_json(done, {"status": "done", **res, **info})
+    return res.get("model"), info
+
+
+def train_ablation(pipe: Pipeline, name: str, flags: dict[str, Any]) -> str | None:
+    from score_distill.rl.items import load_items
+    from score_distill.stages.rl import run_rl_stage
+
+    d = pipe.stage_dir(name)
+    done = d / "stage.json"
+    if done.exists():
+        return json.loads(done.read_text()).get("model")
+    items_path = pipe.stage_dir("score_rl") / "items.jsonl"
+    base = pipe.model_of("score_sft") or pipe.cfg.student.model
+    items = load_items(items_path) if items_path.exists() else []
+    if not items:
+        write_json(done, {"status": "done", "model": base, "trained": False})
+        return base
+    cfg = pipe.cfg.rl.model_copy(update=flags)
+    t0 = time.perf_counter()
+    model = run_rl_stage(pipe._resolve_model(base), items, cfg, d, pipe.tools_for, None, pool=pipe.pool)
+    write_json(done, {"status": "done", "model": str(model), "seconds": time.perf_counter() - t0})
+    return str(model)
+
+
+def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+    run_dir = out / f"H{h}-seed{seed}"
+    cfg = load_config(None, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
+                             f"tasks.train_seed={1000 + 7 * seed}", f"agent.max_steps={max(h + 3, 6)}",
+                             f"rl.max_steps={max(h + 3, 6)}"], preset=preset)
+    cfg.name = f"study-H{h}-s{seed}"
+    pipe = Pipeline(cfg, run_dir, preset=preset)
+    t0 = time.perf_counter()
+    pipe.run(to_stage="score_rl")
+    extra: dict[str, str] = {}
+    for name, flags in ABLATIONS.items():
+        m = train_ablation(pipe, name, flags)
+        if m:
+            extra[name] = m
+    m, budget = train_equal_budget_bc(pipe)
+    if m:
+        extra["bc_equal_budget"] = m
+    pipe.extra_policies = extra
+    pipe.cfg.eval.policies = [p for p in METHODS if p in set(pipe.cfg.eval.policies) | set(extra)]
+    try:
+        results = pipe.stage_eval()
+        results = json.loads((pipe.stage_dir("eval") / "results.json").read_text())
+    finally:
+        if pipe._pool is not None:
+            pipe._pool.close()
+            pipe._pool = None
+    summary = pipe.summary()
+    stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
+    return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
+            "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages,
+            "seconds": time.perf_counter() - t0}
+
+
+def _success(res: dict[str, Any], method: str) -> float | None:
+    per_suite = res["results"].get(method)
+    if not per_suite:
+        return None
+    return statistics.fmean(m["success_mean"] for m in per_suite.values())
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, dict[int, dict[str, float]]] = {}
+    for method in METHODS:
+        for h in sorted({r["h"] for r in runs}):
+            vals = [v for r in runs if r["h"] == h and (v := _success(r, method)) is not None]
+            if vals:
+                table.setdefault(method, {})[h] = {"mean": statistics.fmean(vals),
+                                                   "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                                                   "n": len(vals)}
+    cost = {}
+    for h in sorted({r["h"] for r in runs}):
+        rs = [r for r in runs if r["h"] == h]
+        bc = [r["teacher_tokens"].get("bc_baseline", {}).get("per_retained") for r in rs]
+        mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
+        cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
+                   "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
+    return {"success": table, "cost": cost}
+
+
+def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    s, c = agg["success"], agg["cost"]
+    out = []
+
+    def get(m, h):
+        return s.get(m, {}).get(h, {}).get("mean")
+
+    t, rl = get("teacher", 4), get("score_rl", 4)
+    out.append(("SCoRe-RL >= 90% of teacher at H=4", None if t is None or rl is None else rl >= 0.9 * t,
+                f"score_rl {rl} vs teacher {t}"))
+    base, bc, sc = get("student_init", 4), get("bc_equal_budget", 4), get("score_rl", 4)
+    ok = None
+    if None not in (base, bc, sc):
+        gain_sc, gain_bc = sc - base, bc - base
+        ok = gain_sc > 0 and gain_bc <= 0.75 * gain_sc
+    out.append(("equal budget: BC gain <= 75% of SCoRe gain (H=4)", ok, f"init {base}, BC {bc}, SCoRe {sc}"))
+    hs = sorted({h for m in s.values() for h in m})
+    margins = {h: (get("score_rl", h) or 0) - (get("bc_baseline", h) or 0) for h in hs}
+    ok = None if len(hs) < 2 else margins[hs[-1]] > margins[hs[0]]
+    out.append((f"SCoRe margin over BC grows from H={hs[0] if hs else '?'} to H={hs[-1] if hs else '?'}", ok,
+                f"margins {margins}"))
+    ratios = [v["mps_per_retained"] / v["bc_per_retained"] for v in c.values()
+              if v["mps_per_retained"] and v["bc_per_retained"]]
+    out.append(("MPS teacher tokens per retained <= 1/3 of BC's", None if not ratios else max(ratios) <= 1 / 3,
+                f"ratios {[round(r, 3) for r in ratios]}"))
+    return out
+
+
+def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, by_h in agg["success"].items():
+        hs = sorted(by_h)
+        ax.errorbar(hs, [by_h[h]["mean"] for h in hs], yerr=[by_h[h]["std"] for h in hs], marker="o",
+                    capsize=3, label=method, linestyle="--" if method in ("teacher", "student_init") else "-")
+    ax.set_xlabel("horizon H (dependent steps)")
+    ax.set_ylabel("success on held-out tasks")
+    ax.set_xticks(sorted({h for m in agg["success"].values() for h in m}))
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("success vs horizon")
+    fig.tight_layout()
+    fig.savefig(out / "success_vs_horizon.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, key in (("bc_baseline", "bc_baseline"), ("score_rl", None), ("bc_equal_budget", None)):
+        xs, ys = [], []
+        for r in runs:
+            tt = r["teacher_tokens"]
+            if key:
+                x = tt.get(key, {}).get("prompt_tokens", 0) + tt.get(key, {}).get("completion_tokens", 0)
+            elif method == "bc_equal_budget":
+                x = r["equal_budget"]["spent_tokens"]
+            else:
+                x = (tt.get("bc_init", {}).get("prompt_tokens", 0) + tt.get("bc_init", {}).get("completion_tokens", 0)
+                     + tt.get("mps", {}).get("tokens", 0))
+            y = _success(r, method)
+            if y is not None:
+                xs.append(x)
+                ys.append(y)
+        ax.scatter(xs, ys, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher tokens spent (log)")
+    ax.set_ylabel("success on held-out tasks")
+    ax.legend(fontsize=8)
+    ax.set_title("success vs teacher budget (one point per H and seed)")
+    fig.tight_layout()
+    fig.savefig(out / "success_vs_teacher_tokens.png", dpi=120)
+    plt.close(fig)
+
+
+def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    hs = sorted({r["h"] for r in runs})
+    print("\nsuccess on held-out tasks (mean ± std over seeds; suites averaged)")
+    print(f"{'method':18s}" + "".join(f"{'H=' + str(h):>16s}" for h in hs))
+    for method in METHODS:
+        row = agg["success"].get(method, {})
+        cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
+        print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
+    print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
+    for h, v in agg["cost"].items():
+        print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
+    print("\nwall time per stage (s, mean over seeds)")
+    stages = sorted({s for r in runs for s in r["stage_seconds"]})
+    for h in hs:
+        rs = [r for r in runs if r["h"] == h]
+        cells = ", ".join(f"{s} {statistics.fmean(r['stage_seconds'].get(s, 0) for r in rs):.0f}" for s in stages)
+        print(f"  H={h}: {cells}")
+    print("\ntargets")
+    for name, ok, detail in targets(agg):
+        print(f"  [{'met' if ok else 'MISSED' if ok is False else 'n/a'}] {name}: {detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--horizons", default="2,4,8")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="runs/study")
+    ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for h in [int(x) for x in args.horizons.split(",")]:
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            print(f"== H={h} seed={seed}", file=sys.stderr, flush=True)
+            runs.append(run_one(args.preset, h, seed, out, args.overrides))
+            write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
+    agg = aggregate(runs)
+    write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": agg,
+                                    "targets": [{"target": n, "met": ok, "detail": d} for n, ok, d in targets(agg)]})
+    plots(agg, runs, out)
+    print_report(agg, runs)
+    print(f"\nwrote {out / 'study.json'}, {out / 'success_vs_horizon.png'}, {out / 'success_vs_teacher_tokens.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
