@@ -285,9 +285,25 @@ class Pipeline:
         if not records:
             console.print(f"[yellow]{stage}: no training data; the model is unchanged.[/]")
             return {"model": base_model, "trained": False, "n_records": 0}
-        res = train_sft(self._resolve_model(base_model), records, sft_cfg, self.stage_dir(stage) / "train")
+        res = train_sft(self._resolve_model(base_model), records, self._with_tracking(sft_cfg),
+                        self.stage_dir(stage) / "train")
         return {"model": str(res.model_dir), "trained": True, "n_records": len(records),
                 "final_loss": res.losses[-1] if getattr(res, "losses", None) else None}
+
+    def _with_tracking(self, sft_cfg):
+        """TensorBoard always; W&B or trackio when asked for and installed (a warning, not an error, if not)."""
+        import importlib.util
+
+        if sft_cfg.report_to != "auto":
+            return sft_cfg
+        tr = self.cfg.tracking
+        for flag, module in (("wandb", "wandb"), ("trackio", "trackio")):
+            if getattr(tr, flag):
+                if importlib.util.find_spec(module):
+                    return sft_cfg.model_copy(update={"report_to": flag})
+                console.print(f"[yellow]tracking.{flag} is on but the '{module}' package is not installed; "
+                              "logging to TensorBoard only.[/]")
+        return sft_cfg.model_copy(update={"report_to": "tensorboard" if tr.tensorboard else "none"})
 
     def _resolve_model(self, model: str) -> str:
         from score_distill.models.hf import resolve_student_path
@@ -364,6 +380,7 @@ class Pipeline:
             return {"model": base, "trained": False, "n_items": 0}
         model_dir = run_rl_stage(self._resolve_model(base), items, self.cfg.rl, self.stage_dir("score_rl"),
                                  self.tools_for, None, pool=self.pool, progress="RL updates")
+        self._tensorboard_rl()
         kinds: dict[str, int] = {}
         for it in items:
             kinds[it.kind] = kinds.get(it.kind, 0) + 1
@@ -420,6 +437,19 @@ class Pipeline:
         write_json(self.stage_dir("eval") / "results.json", results)
         self._tensorboard_eval(results)
         return {"policies": sorted(results)}
+
+    def _tensorboard_rl(self) -> None:
+        log = self.stage_dir("score_rl") / "log.jsonl"
+        if not self.cfg.tracking.tensorboard or not log.exists():
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        w = SummaryWriter(str(self.dir / "tensorboard" / "score_rl"))
+        for row in read_jsonl(log):
+            for key in ("reward_mean", "reward_std", "loss", "kl", "clip_frac", "grad_norm"):
+                if isinstance(row.get(key), int | float):
+                    w.add_scalar(f"rl/{key}", row[key], row["step"])
+        w.close()
 
     def _tensorboard_eval(self, results: dict[str, Any]) -> None:
         if not self.cfg.tracking.tensorboard:
