@@ -1,0 +1,181 @@
+"""SFT on a tiny random model: loss falls, LoRA merges into a plain folder, resume is exact, DDP runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+from test_tokenize_tiny_model import tiny_model_dir
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from score_distill.training.sft import SFTConfig, TrainResult, train_sft
+from score_distill.trajectory import Step, Task, Trajectory
+from score_distill.utils.jsonl import write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+def _records(n: int = 8) -> list[Trajectory]:
+    out = []
+    for i in range(n):
+        a, b = i + 3, 2 * i + 5
+        out.append(
+            Trajectory(
+                task=Task(id=f"t{i}", question=f"What is {a} + {b}?", answer=str(a + b)),
+                steps=[
+                    Step(kind="plan", thought="Add the two numbers, then submit."),
+                    Step(thought="compute the sum", code=f"x = {a} + {b}\nfinal_answer_print(x)",
+                         observation=str(a + b), final_answer=str(a + b)),
+                ],
+            )
+        )
+    return out
+
+
+def _cfg(**kw) -> SFTConfig:
+    base = dict(learning_rate=3e-3, epochs=3, batch_size=2, grad_accum=2, save_steps=2, max_length=512,
+                report_to="none", warmup_ratio=0.1, system_prompt="Solve it with code.")  # short: fast on CPU
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+def _state(path) -> dict[str, torch.Tensor]:
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).state_dict()
+
+
+def test_config_rejects_unknown_fields():
+    with pytest.raises(ValidationError):
+        SFTConfig(learnig_rate=1e-4)
+
+
+def test_loss_falls_on_fixed_seed(tiny, tmp_path):
+    res = train_sft(tiny, _records(), _cfg(epochs=5, warmup_ratio=0.0), tmp_path / "run")
+    assert res.steps == 10  # 8 records / (2 x 2) = 2 steps per epoch
+    assert res.loss_steps[0] == 1 and res.loss_steps[-1] == 10
+    assert res.losses[-1] < 0.85 * res.losses[0], res.losses
+    saved = TrainResult.model_validate_json((tmp_path / "run" / "train_result.json").read_text())
+    assert saved == res
+    assert (Path(res.model_dir) / "tokenizer_config.json").exists()
+    # A finished run is returned as is, without training again.
+    again = train_sft(tiny, _records(), _cfg(epochs=5, warmup_ratio=0.0), tmp_path / "run")
+    assert again == res
+
+
+def test_lora_merges_into_a_plain_loadable_model(tiny, tmp_path):
+    from peft import PeftModel
+
+    res = train_sft(tiny, _records(), _cfg(lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0), tmp_path / "lora")
+    final = Path(res.model_dir)
+    assert not (final / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32).eval()
+    base = _state(tiny)
+    changed = [k for k, v in merged.state_dict().items() if k in base and not torch.equal(v, base[k])]
+    assert changed, "merging the adapter changed no weight"
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32), tmp_path / "lora" / "adapter"
+    ).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
+
+
+class _Crash(TrainerCallback):
+    """Simulates a kill right after step ``at`` (its checkpoint, if due, is not written)."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny, tmp_path):
+    cfg = _cfg(epochs=3)
+    full = train_sft(tiny, _records(), cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(tiny, _records(), cfg, tmp_path / "cut", callbacks=[_Crash(at=3)])
+    assert not (tmp_path / "cut" / "train_result.json").exists()
+    assert (tmp_path / "cut" / "checkpoint-2").exists() and not (tmp_path / "cut" / "checkpoint-3").exists()
+    resumed = train_sft(tiny, _records(), cfg, tmp_path / "cut", resume=True)
+    assert resumed.resumed_from == "checkpoint-2"
+    assert resumed.steps == full.steps == 6
+    assert resumed.loss_steps == full.loss_steps
+    assert resumed.losses == pytest.approx(full.losses, rel=1e-4)
+    a, b = _state(full.model_dir), _state(resumed.model_dir)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_resume_refuses_other_settings_or_data(tiny, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(tiny, _records(), _cfg(), tmp_path / "r", callbacks=[_Crash(at=3)])
+    with pytest.raises(ValueError, match="other settings"):
+        train_sft(tiny, _records(), _cfg(learning_rate=1e-3), tmp_path / "r")
+    with pytest.raises(ValueError, match="other training data"):
+        train_sft(tiny, _records(6), _cfg(), tmp_path / "r")
+    with pytest.raises(FileExistsError, match="checkpoint-2"):
+        train_sft(tiny, _records(), _cfg(), tmp_path / "r", resume=False)
+
+
+def test_truncation_drops_examples_without_trained_tokens(tiny, tmp_path):
+    from transformers import AutoTokenizer
+
+    from score_distill.training.sft import tokenize_records
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    rows, stats = tokenize_records(tok, _records(2), _cfg(max_length=40, system_prompt=None))
+    assert stats["n_truncated"] == 2 and stats["n_dropped"] == 2 and rows == []  # system prompt fills 40 tokens
+    with pytest.raises(ValueError, match="no training example"):
+        train_sft(tiny, _records(2), _cfg(max_length=40, system_prompt=None), tmp_path / "x")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_entry_point_two_cpu_processes_ddp(tiny, tmp_path):
+    recs = tmp_path / "recs.jsonl"
+    write_jsonl(recs, _records())
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
+        "-m", "score_distill.training.sft_entry", "--records", str(recs), "--model", str(tiny), "--out", str(out),
+        "--config", json.dumps({"epochs": 2, "batch_size": 2, "save_steps": 2, "learning_rate": 3e-3,
+                                "report_to": "none", "system_prompt": "Solve it."}),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = TrainResult.model_validate_json(p.stdout.strip().splitlines()[-1])
+    # Two processes x batch 2 = 4 records per step: 2 steps per epoch (one process would take 4).
+    assert result.steps == 4
+    AutoModelForCausalLM.from_pretrained(result.model_dir)
+
+
+def test_entry_point_names_bad_line(tiny, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n{not json\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "score_distill.training.sft_entry", "--records", str(bad), "--model", str(tiny),
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert p.returncode == 2
+    assert f"{bad}:2" in p.stderr
