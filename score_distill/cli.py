@@ -45,14 +45,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     out = Path(args.out or Path("runs") / cfg.name)
-    console.print(f"run directory: [bold]{out}[/] (the same command resumes an interrupted run)")
+    console.print(f"run directory: [bold]{escape(str(out))}[/] (the same command resumes an interrupted run)")
     summary = run_pipeline(cfg, out, preset=args.preset, from_stage=args.from_stage, to_stage=args.to_stage)
     from score_distill.report.terminal import render_summary_table
 
     print(render_summary_table(summary, color=sys.stdout.isatty()))
     report = out / "report.html"
     if report.exists():
-        console.print(f"report: [bold]{report}[/]")
+        console.print(f"report: [bold]{escape(str(report))}[/]")
     return 0
 
 
@@ -73,7 +73,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "manifest.json").exists() and not (run_dir / "summary.json").exists():
-        console.print(f"[red]error:[/] {run_dir}: not a score-distill run directory (no manifest.json)", soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(run_dir))}: not a score-distill run directory (no manifest.json)",
+                      soft_wrap=True)
         return EXIT_USER_ERROR
     if not (run_dir / "summary.json").exists():
         import json
@@ -86,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         cfg = RunConfig.model_validate(manifest["config"])
         write_json(run_dir / "summary.json", Pipeline(cfg, run_dir, preset=manifest.get("preset", "?")).summary())
     path = write_report(run_dir)
-    console.print(f"report: [bold]{path}[/]")
+    console.print(f"report: [bold]{escape(str(path))}[/]")
     return 0
 
 
@@ -94,7 +95,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from score_distill.sandbox.cli import run_file_cli
 
     if not Path(args.file).exists():
-        console.print(f"[red]error:[/] {args.file}: file not found", soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(args.file)}: file not found", soft_wrap=True)
         return EXIT_USER_ERROR
     return run_file_cli(args.file)
 

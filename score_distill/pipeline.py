@@ -484,6 +484,8 @@ class Pipeline:
         mps = (self.stage_state("mps") or {}).get("stats")
         if mps:
             teacher_tokens["mps"] = {"calls": mps["teacher_calls"], "tokens": mps["teacher_tokens"],
+                                     "prompt_tokens": mps.get("teacher_prompt_tokens", 0),
+                                     "completion_tokens": mps.get("teacher_completion_tokens", 0),
                                      "retained": mps["retained"], "per_retained": mps["teacher_tokens_per_retained"]}
             bc = teacher_tokens.get("bc_baseline") or teacher_tokens.get("bc_init")
             mps = {**mps, "bc_teacher_tokens_per_retained": bc.get("per_retained") if bc else None}

@@ -16,6 +16,7 @@ uninterrupted run would have, none duplicated.
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,26 @@ def run_mps(
     return [done[t.id] for t in tasks if t.id in done]
 
 
+_DETAIL = re.compile(r"\s*\(.*|'.*?'|\s-?\d+(?=\s|$)")
+
+
+def failure_cause(reason: str) -> str:
+    """A countable cause from a failure reason: where it failed and what kind of failure.
+
+    "locate: request failed: timeout: timed out after 60s (gave up ...)" -> "locate: timeout";
+    "locate: step index 9 out of range (1..4 or -1)" -> "locate: step index out of range";
+    "correct: bad format: no code block" -> "correct: bad format". Details (numbers, quoted
+    values, parentheses) are dropped so the same cause is counted once, whatever the task.
+    """
+    parts = [p.strip() for p in str(reason).split(":")]
+    if len(parts) >= 3 and parts[1] in ("request failed", "generation failed"):
+        parts = [parts[0], parts[2]]  # the transport cause (timeout, rate_limit, server_error, ...)
+    elif parts[0] == "generation failed" and len(parts) >= 2:
+        return f"generation failed: {parts[1]}"
+    head = [_DETAIL.sub("", p).strip() for p in parts[:2]]
+    return ": ".join(p for p in head if p)
+
+
 def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
     """Counts the report needs: corrections per task, first-error positions, teacher cost."""
     n = len(records)
@@ -202,7 +223,7 @@ def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
             c = len(r.corrections)
             hist["3+" if c >= 3 else str(c)] += 1
     first_err = collections.Counter(str(r.corrections[0].step_index) for r in records if r.corrections)
-    failures = collections.Counter(str(r.meta.get("failure")).split(":")[0] for r in records if r.meta.get("failure"))
+    failures = collections.Counter(failure_cause(r.meta["failure"]) for r in records if r.meta.get("failure"))
     retained = [r for r in records if r.correct]
     usage = Usage()
     for r in records:
@@ -221,6 +242,8 @@ def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
         "key_steps_valid": valid,
         "retained": len(retained),
         "teacher_tokens": usage.total_tokens,
+        "teacher_prompt_tokens": usage.prompt_tokens,
+        "teacher_completion_tokens": usage.completion_tokens,
         "teacher_calls": usage.calls,
         "teacher_tokens_per_retained": (usage.total_tokens / len(retained)) if retained else None,
     }

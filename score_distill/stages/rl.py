@@ -164,13 +164,13 @@ def run_rl_stage(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # Updates logged after the last checkpoint (or before the first one: start 0) were lost with the
+    # crash and are redone: drop their lines so the curve has no duplicates.
+    for name in ("log.jsonl", "rollouts.jsonl"):
+        if (out / name).exists():
+            write_jsonl(out / name, [r for r in read_jsonl(out / name) if r["step"] < start])
     if ckpt is not None:
         load_optimizer_and_rng(ckpt, optimizer)
-        # Updates logged after the checkpoint were lost with the crash: drop them so the curve has no duplicates.
-        if (out / "log.jsonl").exists():
-            write_jsonl(out / "log.jsonl", [r for r in read_jsonl(out / "log.jsonl") if r["step"] < start])
-        if (out / "rollouts.jsonl").exists():
-            write_jsonl(out / "rollouts.jsonl", [r for r in read_jsonl(out / "rollouts.jsonl") if r["step"] < start])
         log.info("resuming RL from %s (update %d of %d)", ckpt, start, total)
 
     unwrapped = accelerator.unwrap_model(model)

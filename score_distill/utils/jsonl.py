@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -80,9 +81,24 @@ def repair_tail(path: str | os.PathLike) -> int:
 
 
 def _dump(record: Any) -> str:
+    """One JSON line. Text that cannot be encoded as UTF-8 (lone surrogates, e.g. from a tool call
+    the model's code made with "\\ud800") is written with \\u escapes instead: still valid
+    JSON and UTF-8, read back unchanged, and the record is not lost."""
     if isinstance(record, BaseModel):
-        return record.model_dump_json()
-    return json.dumps(record, ensure_ascii=False)
+        try:
+            return record.model_dump_json()
+        except PydanticSerializationError:
+            return json.dumps(record.model_dump(mode="json"), ensure_ascii=True)
+    return _dumps(record)
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    text = json.dumps(obj, ensure_ascii=False, **kw)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kw)
+    return text
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
@@ -133,7 +149,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
-    write_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
+    write_atomic(path, _dumps(obj, indent=indent, default=str) + "\n")
 
 
 def iter_json_lines(path: str | os.PathLike, *, allow_torn_tail: bool = True) -> Iterator[tuple[int, dict]]:
@@ -165,6 +181,10 @@ def iter_json_lines(path: str | os.PathLike, *, allow_torn_tail: bool = True) ->
             if is_tail and allow_torn_tail:
                 return
             raise DataError(p, i, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # an integer of > 4300 digits; nesting deeper than the stack
+            if is_tail and allow_torn_tail:
+                return
+            raise DataError(p, i, f"invalid JSON ({type(e).__name__}: {str(e)[:80]})") from None
         if not isinstance(obj, dict):
             raise DataError(p, i, f"expected a JSON object, got {type(obj).__name__}")
         yield i, obj
