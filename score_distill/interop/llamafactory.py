@@ -15,7 +15,7 @@ from typing import Any
 
 from score_distill.agent import format as fmt
 from score_distill.trajectory import Step, Task, Trajectory
-from score_distill.utils.jsonl import DataError, write_json
+from score_distill.utils.jsonl import DataError, read_json_list, write_json
 
 TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
 
@@ -72,14 +72,7 @@ def from_sharegpt(rec: dict, path: str | Path = "<record>", index: int = 0) -> T
 
 def load_sharegpt(path: str | Path) -> list[Trajectory]:
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(p, None, "file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(p, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(data, list):
-        raise DataError(p, None, f"expected a JSON list of records, got {type(data).__name__}")
+    data = read_json_list(p)
     return [from_sharegpt(r, p, i) for i, r in enumerate(data)]
 
 

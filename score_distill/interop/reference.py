@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from score_distill.agent import format as fmt
 from score_distill.trajectory import Correction, Step, Task, Trajectory
-from score_distill.utils.jsonl import DataError, iter_json_lines, write_json, write_jsonl
+from score_distill.utils.jsonl import DataError, iter_json_lines, read_json_list, write_json, write_jsonl
 
 _PREFIX = re.compile(r"^\s*(?:First[- ]?[Tt]hought(?: prefix)?|Thought)\s*:\s*")
 _REF_PLAN_OBS = "None"
@@ -421,21 +421,8 @@ def load_reference_trajectories(path: str | Path) -> list[Trajectory]:
     return [reference_record_to_trajectory(obj, path, n) for n, obj in iter_json_lines(path, allow_torn_tail=False)]
 
 
-def _read_json_list(path: str | Path) -> list:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(p, None, "file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(p, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(data, list):
-        raise DataError(p, None, f"expected a JSON list, got {type(data).__name__}")
-    return data
-
-
 def load_reference_rl_items(path: str | Path) -> list[Trajectory]:
-    items = _read_json_list(path)
+    items = read_json_list(path)
     out = []
     for i, it in enumerate(items):
         if not isinstance(it, dict):

@@ -204,3 +204,19 @@ def read_jsonl(path: str | os.PathLike, model: type[T] | None = None) -> list[An
             loc = ".".join(str(x) for x in first["loc"]) or "<record>"
             raise DataError(path, lineno, f"field '{loc}': {first['msg']}") from None
     return out
+
+
+def read_json_list(path: str | os.PathLike) -> list:
+    """A whole-file JSON list (the reference's and LLaMA-Factory's format); errors name file and line."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(p, None, "file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(p, None, f"invalid UTF-8 at byte {e.start}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(p, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(data, list):
+        raise DataError(p, None, f"expected a JSON list of records, got {type(data).__name__}")
+    return data
