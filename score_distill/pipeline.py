@@ -414,8 +414,8 @@ class Pipeline:
             if policy == "teacher":
                 teacher = self.teacher
 
-                def run_teacher(tasks: list[Task], seed: int, _t=teacher) -> list[Trajectory]:
-                    return _t.solve(tasks)
+                def run_teacher(jobs, _t=teacher) -> list[list[Trajectory]]:
+                    return [_t.solve(tasks) for tasks, _seed in jobs]
 
                 # A deterministic teacher (the oracle) gives the same trajectories for every seed.
                 t_seeds = seeds if self.cfg.teacher.kind == "llm" else seeds[:1]

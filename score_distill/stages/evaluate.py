@@ -51,35 +51,43 @@ def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
     }
 
 
+Job = tuple[list[Task], int]  # (tasks, sampling seed)
+RunJobs = Callable[[list[Job]], list[list[Trajectory]]]
+
+
 def evaluate_policy(
-    run_suite: Callable[[list[Task], int], list[Trajectory]],
+    run_jobs: RunJobs,
     suites: dict[str, list[Task]],
     seeds: list[int],
     out_dir: Path,
 ) -> dict[str, dict[str, Any]]:
-    """``run_suite(tasks, seed) -> trajectories`` for each suite and seed, cached under ``out_dir``."""
-    out: dict[str, dict[str, Any]] = {}
-    for suite, tasks in suites.items():
-        per_seed = []
-        for seed in seeds:
-            path = out_dir / suite / f"seed{seed}.jsonl"
-            if path.exists():
-                trajs = read_jsonl(path, Trajectory)
-            else:
-                trajs = run_suite(tasks, seed)
-                write_jsonl(path, trajs)
-            per_seed.append(trajs)
-        out[suite] = metrics(per_seed)
-    return out
+    """Every (suite, seed) not yet on disk runs through ``run_jobs`` in ONE call, so a local model
+    decodes all of them in the same batches (small suites x seeds would otherwise mean many tiny
+    batches). Each result file is then written whole; finished files are reused."""
+    paths = {(suite, seed): out_dir / suite / f"seed{seed}.jsonl" for suite in suites for seed in seeds}
+    missing = [key for key, path in paths.items() if not path.exists()]
+    if missing:
+        for key, trajs in zip(missing, run_jobs([(suites[k[0]], k[1]) for k in missing])):
+            write_jsonl(paths[key], trajs)
+    return {suite: metrics([read_jsonl(paths[(suite, seed)], Trajectory) for seed in seeds]) for suite in suites}
 
 
 def policy_runner(
     policy: Policy, pool: Any, agent: AgentConfig, sampling: SamplingParams, *, tools_for: ToolsFor | None = None,
     scorer: Scorer | None = None, label: str = "eval",
-) -> Callable[[list[Task], int], list[Trajectory]]:
-    def run(tasks: list[Task], seed: int) -> list[Trajectory]:
+) -> RunJobs:
+    """All jobs as one set of episodes. Sampling is seeded by the jobs' seeds together, so the same
+    jobs give the same trajectories; each seed's episodes are independent samples."""
+
+    def run(jobs: list[Job]) -> list[list[Trajectory]]:
+        seed = sum(s * 1_000_003 ** i for i, (_, s) in enumerate(jobs)) % 2**31
         cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": seed})})
-        starts = [EpisodeStart(t, id=f"eval-{seed}-{t.id}") for t in tasks]
-        return run_episodes(policy, starts, pool, cfg, tools_for=tools_for, scorer=scorer, progress=label)
+        starts = [EpisodeStart(t, id=f"eval-{s}-{t.id}") for tasks, s in jobs for t in tasks]
+        trajs = run_episodes(policy, starts, pool, cfg, tools_for=tools_for, scorer=scorer, progress=label)
+        out, k = [], 0
+        for tasks, _ in jobs:
+            out.append(trajs[k : k + len(tasks)])
+            k += len(tasks)
+        return out
 
     return run
