@@ -108,9 +108,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str]) -> 
         results = pipe.stage_eval()
         results = json.loads((pipe.stage_dir("eval") / "results.json").read_text())
     finally:
-        if pipe._pool is not None:
-            pipe._pool.close()
-            pipe._pool = None
+        pipe.close()
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
     return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],

@@ -220,10 +220,15 @@ class Pipeline:
                 self._mark_done(stage, time.perf_counter() - t0, **info)
                 gc.collect()
         finally:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+            self.close()
         return self.summary()
+
+    def close(self) -> None:
+        """Release the sandbox pool; the teacher holds it, so it goes too (both are rebuilt on demand)."""
+        if self._pool is not None:
+            self._pool.close()
+        self._pool = None
+        self._teacher = None
 
     def _tasks(self, name: str) -> list[Task]:
         return read_jsonl(self.stage_dir("tasks") / f"{name}.jsonl", Task)
