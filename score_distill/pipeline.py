@@ -290,8 +290,15 @@ class Pipeline:
         if not records:
             console.print(f"[yellow]{stage}: no training data; the model is unchanged.[/]")
             return {"model": base_model, "trained": False, "n_records": 0}
-        res = train_sft(self._resolve_model(base_model), records, self._with_tracking(sft_cfg),
-                        self.stage_dir(stage) / "train")
+        try:
+            res = train_sft(self._resolve_model(base_model), records, self._with_tracking(sft_cfg),
+                            self.stage_dir(stage) / "train")
+        except ValueError as e:
+            if "no training example has a trained token" not in str(e):
+                raise
+            key = {"bc_init": "bc.sft", "bc_baseline": "bc_baseline.sft", "score_sft": "score_sft.sft"}.get(stage, stage)
+            raise ConfigError(f"{stage}: all {len(records)} training trajectories are cut before their first "
+                              f"assistant turn at {key}.max_length={sft_cfg.max_length}; raise it") from None
         return {"model": str(res.model_dir), "trained": True, "n_records": len(records),
                 "final_loss": res.losses[-1] if getattr(res, "losses", None) else None}
 
