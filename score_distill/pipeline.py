@@ -385,8 +385,9 @@ class Pipeline:
         sft_half_ids = {t.task.id for t in mps} - rl_ids
         items = build_rl_items(rl_half, sft_task_ids=sft_half_ids, config=self.cfg.rl.items)
         save_items(self.stage_dir("score_rl") / "items.jsonl", items)
-        too_deep = [it for it in items if not self.cfg.rl.long_horizon and len(it.prefix) >= self.cfg.rl.max_steps]
-        items = [it for it in items if it not in too_deep]
+        # An item whose prefix already uses every allowed step leaves nothing to roll out.
+        too_deep = {it.id for it in items if not self.cfg.rl.long_horizon and len(it.prefix) >= self.cfg.rl.max_steps}
+        items = [it for it in items if it.id not in too_deep]
         if not items:
             console.print("[yellow]score_rl: no RL items; the model is unchanged.[/]")
             return {"model": base, "trained": False, "n_items": 0}
@@ -521,8 +522,5 @@ class Pipeline:
 
 
 def run_pipeline(cfg: RunConfig, run_dir: Path, *, preset: str = "default", from_stage: str | None = None,
-                 to_stage: str | None = None, on_summary: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    summary = Pipeline(cfg, run_dir, preset=preset).run(from_stage, to_stage)
-    if on_summary:
-        on_summary(summary)
-    return summary
+                 to_stage: str | None = None) -> dict[str, Any]:
+    return Pipeline(cfg, run_dir, preset=preset).run(from_stage, to_stage)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class _Work:
     traj: Trajectory
     status: str | None = None
     failure: str | None = None
-    pending: list[Correction] = field(default_factory=list)
+    pending: Correction | None = None  # the correction whose continuation is running
 
 
 def _status_meta(w: _Work) -> Trajectory:
@@ -119,28 +119,26 @@ def mentor_chunk(
                 if c.step_index >= k:
                     c.valid = False  # its teacher step is cut away by this correction
             usage = Usage().add(v.usage).add(p.usage)
-            w.pending = [
-                Correction(
-                    step_index=k,
-                    prefix=[s.model_copy(deep=True) for s in steps[:k]],
-                    chosen=chosen,
-                    rejected=steps[k].model_copy(deep=True),
-                    analysis=v.analysis,
-                    suggestion=v.suggestion,
-                    teacher_usage=usage,
-                )
-            ]
+            w.pending = Correction(
+                step_index=k,
+                prefix=[s.model_copy(deep=True) for s in steps[:k]],
+                chosen=chosen,
+                rejected=steps[k].model_copy(deep=True),
+                analysis=v.analysis,
+                suggestion=v.suggestion,
+                teacher_usage=usage,
+            )
             starts.append(
                 EpisodeStart(w.traj.task, prefix=steps[:k] + [chosen], execute_last=True, id=w.traj.id)
             )
             fixing.append(w)
         for w, cont in zip(fixing, run(starts)):
-            corr = w.pending[0]
+            corr = w.pending
             corr.chosen = cont.steps[corr.step_index].model_copy(deep=True)  # now with its observation
             cont.corrections = w.traj.corrections + [corr]
             cont.teacher_usage = w.traj.teacher_usage
             cont.meta = {**w.traj.meta, **cont.meta}
-            w.traj, w.pending = cont, []
+            w.traj, w.pending = cont, None
             if cont.correct:
                 w.status = CORRECTED
     for w in work:
