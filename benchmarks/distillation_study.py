@@ -27,6 +27,7 @@ from typing import Any
 
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline
+from score_distill.stages.evaluate import metrics
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_json
 
@@ -59,8 +60,9 @@ def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
     done = d / "stage.json"
     if done.exists():
         return json.loads(done.read_text()).get("model"), info
+    t0 = time.perf_counter()
     res = pipe._train("bc_equal_budget", pipe.cfg.student.model, kept, pipe.cfg.bc_baseline.sft)
-    write_json(done, {"status": "done", **res, **info})
+    write_json(done, {"status": "done", **res, **info, "seconds": round(time.perf_counter() - t0, 2)})
     return res.get("model"), info
 
 
@@ -85,53 +87,105 @@ def train_ablation(pipe: Pipeline, name: str, flags: dict[str, Any]) -> str | No
     return str(model)
 
 
-def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
+            config_file: str | None = None, report_only: bool = False) -> dict[str, Any] | None:
+    """Train and evaluate everything for one (H, seed); with ``report_only``, only read what is on disk
+    (None when this run has not been evaluated yet)."""
     run_dir = out / f"H{h}-seed{seed}"
-    cfg = load_config(None, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
+    cfg = load_config(config_file, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
                              f"tasks.train_seed={1000 + 7 * seed}", f"agent.max_steps={max(h + 3, 6)}",
                              f"rl.max_steps={max(h + 3, 6)}"], preset=preset)
     cfg.name = f"study-H{h}-s{seed}"
     pipe = Pipeline(cfg, run_dir, preset=preset)
     t0 = time.perf_counter()
-    pipe.run(to_stage="score_rl")
-    extra: dict[str, str] = {}
-    for name, flags in ABLATIONS.items():
-        m = train_ablation(pipe, name, flags)
+    eval_done = pipe.stage_dir("eval") / "study_eval.json"
+    results_p = pipe.stage_dir("eval") / "results.json"
+    if report_only:
+        if not results_p.exists():
+            return None
+    else:
+        pipe.run(to_stage="score_rl")
+        extra: dict[str, str] = {}
+        for name, flags in ABLATIONS.items():
+            m = train_ablation(pipe, name, flags)
+            if m:
+                extra[name] = m
+        m, _ = train_equal_budget_bc(pipe)
         if m:
-            extra[name] = m
-    m, budget = train_equal_budget_bc(pipe)
-    if m:
-        extra["bc_equal_budget"] = m
-    pipe.extra_policies = extra
-    pipe.cfg.eval.policies = [p for p in METHODS if p in set(pipe.cfg.eval.policies) | set(extra)]
-    try:
-        results = pipe.stage_eval()
-        results = json.loads((pipe.stage_dir("eval") / "results.json").read_text())
-    finally:
-        pipe.close()
+            extra["bc_equal_budget"] = m
+        pipe.extra_policies = extra
+        pipe.cfg.eval.policies = [p for p in METHODS if p in set(pipe.cfg.eval.policies) | set(extra)]
+        evaluated = set(json.loads(results_p.read_text())) if results_p.exists() else set()
+        try:
+            t_eval = time.perf_counter()
+            pipe.stage_eval()
+            if not set(pipe.cfg.eval.policies) <= evaluated:  # it decoded something: a measured time
+                write_json(eval_done, {"seconds": round(time.perf_counter() - t_eval, 2)})
+        finally:
+            pipe.close()
+    if not eval_done.exists():
+        write_json(eval_done, {"seconds": _eval_seconds_from_files(pipe), "from": "file times"})
+    results = rescore(pipe.stage_dir("eval"), json.loads(results_p.read_text()))
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
+    for name in (*ABLATIONS, "bc_equal_budget"):
+        st = pipe.stage_state(name) or {}
+        train_result = pipe.stage_dir(name) / "train" / "train_result.json"
+        if st.get("seconds"):
+            stages[name] = st["seconds"]
+        elif train_result.exists():  # written by an older version of this script: the SFT's own time
+            stages[name] = json.loads(train_result.read_text()).get("seconds")
+    stages["eval"] = json.loads(eval_done.read_text())["seconds"]
+    budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
+              if k in ("budget_tokens", "spent_tokens", "trajectories", "retained")}
     return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages,
-            "seconds": time.perf_counter() - t0}
+            "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def _success(res: dict[str, Any], method: str) -> float | None:
+def _eval_seconds_from_files(pipe: Pipeline) -> float:
+    """Evaluation time of a run evaluated without a record of it (an older version of this script):
+    from the last trained stage's marker to the results file."""
+    marks = [pipe.stage_dir(s) / "stage.json" for s in ("score_rl", *ABLATIONS, "bc_equal_budget")]
+    start = max(p.stat().st_mtime for p in marks if p.exists())
+    return round((pipe.stage_dir("eval") / "results.json").stat().st_mtime - start, 1)
+
+
+def rescore(eval_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Recompute every policy's metrics from its trajectory files, so runs evaluated by an older version
+    gain the metrics added since (``progress``) without decoding anything again."""
+    out = {}
+    for policy, per_suite in results.items():
+        out[policy] = {}
+        for suite, m in per_suite.items():
+            files = sorted((eval_dir / policy / suite).glob("seed*.jsonl"))
+            out[policy][suite] = metrics([read_jsonl(f, Trajectory) for f in files]) if files else m
+    return out
+
+
+def _success(res: dict[str, Any], method: str, key: str = "success_mean") -> float | None:
     per_suite = res["results"].get(method)
-    if not per_suite:
+    if not per_suite or any(key not in m for m in per_suite.values()):
         return None
-    return statistics.fmean(m["success_mean"] for m in per_suite.values())
+    return statistics.fmean(m[key] for m in per_suite.values())
 
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _table(runs: list[dict[str, Any]], key: str) -> dict[str, dict[int, dict[str, float]]]:
+    """method -> H -> mean ± std over seeds (each seed's figure averaged over suites and sampling seeds)."""
     table: dict[str, dict[int, dict[str, float]]] = {}
     for method in METHODS:
         for h in sorted({r["h"] for r in runs}):
-            vals = [v for r in runs if r["h"] == h and (v := _success(r, method)) is not None]
+            vals = [v for r in runs if r["h"] == h and (v := _success(r, method, key)) is not None]
             if vals:
                 table.setdefault(method, {})[h] = {"mean": statistics.fmean(vals),
                                                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                                                    "n": len(vals)}
+    return table
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    table = _table(runs, "success_mean")
+    progress = _table(runs, "progress")
     cost = {}
     for h in sorted({r["h"] for r in runs}):
         rs = [r for r in runs if r["h"] == h]
@@ -139,7 +193,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
         cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
-    return {"success": table, "cost": cost}
+    return {"success": table, "progress": progress, "cost": cost}
 
 
 def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
@@ -159,8 +213,9 @@ def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
         ok = gain_sc > 0 and gain_bc <= 0.75 * gain_sc
     out.append(("equal budget: BC gain <= 75% of SCoRe gain (H=4)", ok, f"init {base}, BC {bc}, SCoRe {sc}"))
     hs = sorted({h for m in s.values() for h in m})
-    margins = {h: (get("score_rl", h) or 0) - (get("bc_baseline", h) or 0) for h in hs}
-    ok = None if len(hs) < 2 else margins[hs[-1]] > margins[hs[0]]
+    margins = {h: None if None in (get("score_rl", h), get("bc_baseline", h))
+               else get("score_rl", h) - get("bc_baseline", h) for h in hs}
+    ok = None if len(hs) < 2 or None in (margins[hs[0]], margins[hs[-1]]) else margins[hs[-1]] > margins[hs[0]]
     out.append((f"SCoRe margin over BC grows from H={hs[0] if hs else '?'} to H={hs[-1] if hs else '?'}", ok,
                 f"margins {margins}"))
     ratios = [v["mps_per_retained"] / v["bc_per_retained"] for v in c.values()
@@ -170,25 +225,32 @@ def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     return out
 
 
+def _plot_vs_horizon(plt: Any, table: dict[str, Any], ylabel: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, by_h in table.items():
+        hs = sorted(by_h)
+        ax.errorbar(hs, [by_h[h]["mean"] for h in hs], yerr=[by_h[h]["std"] for h in hs], marker="o",
+                    capsize=3, label=method, linestyle="--" if method in ("teacher", "student_init") else "-")
+    ax.set_xlabel("horizon H (dependent steps)")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(sorted({h for m in table.values() for h in m}))
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{ylabel} vs horizon")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, by_h in agg["success"].items():
-        hs = sorted(by_h)
-        ax.errorbar(hs, [by_h[h]["mean"] for h in hs], yerr=[by_h[h]["std"] for h in hs], marker="o",
-                    capsize=3, label=method, linestyle="--" if method in ("teacher", "student_init") else "-")
-    ax.set_xlabel("horizon H (dependent steps)")
-    ax.set_ylabel("success on held-out tasks")
-    ax.set_xticks(sorted({h for m in agg["success"].values() for h in m}))
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("success vs horizon")
-    fig.tight_layout()
-    fig.savefig(out / "success_vs_horizon.png", dpi=120)
-    plt.close(fig)
+    for key, ylabel, name in (("success", "success on held-out tasks", "success_vs_horizon.png"),
+                              ("progress", "key steps right before the first error", "progress_vs_horizon.png")):
+        _plot_vs_horizon(plt, agg[key], ylabel, out / name)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, key in (("bc_baseline", "bc_baseline"), ("score_rl", None), ("bc_equal_budget", None)):
@@ -198,7 +260,7 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
             if key:
                 x = tt.get(key, {}).get("prompt_tokens", 0) + tt.get(key, {}).get("completion_tokens", 0)
             elif method == "bc_equal_budget":
-                x = r["equal_budget"]["spent_tokens"]
+                x = r["equal_budget"].get("spent_tokens", 0)
             else:
                 x = (tt.get("bc_init", {}).get("prompt_tokens", 0) + tt.get("bc_init", {}).get("completion_tokens", 0)
                      + tt.get("mps", {}).get("tokens", 0))
@@ -225,6 +287,12 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
         row = agg["success"].get(method, {})
         cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
         print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
+    print("\nkey steps right before the first critical error (mean ± std over seeds; graded where success is 0/1)")
+    print(f"{'method':18s}" + "".join(f"{'H=' + str(h):>16s}" for h in hs))
+    for method in METHODS:
+        row = agg["progress"].get(method, {})
+        cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
+        print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
@@ -242,9 +310,12 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--config", default=None, help="YAML merged over the preset (e.g. benchmarks/study_cpu.yaml)")
     ap.add_argument("--horizons", default="2,4,8")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="runs/study")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train and decode nothing: aggregate the runs already evaluated under --out")
     ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -253,14 +324,22 @@ def main(argv: list[str] | None = None) -> int:
     for h in [int(x) for x in args.horizons.split(",")]:
         for seed in [int(x) for x in args.seeds.split(",")]:
             print(f"== H={h} seed={seed}", file=sys.stderr, flush=True)
-            runs.append(run_one(args.preset, h, seed, out, args.overrides))
+            run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only)
+            if run is None:
+                print(f"   H={h} seed={seed}: not evaluated yet, left out", file=sys.stderr)
+                continue
+            runs.append(run)
             write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
+    if not runs:
+        print("no evaluated runs", file=sys.stderr)
+        return 1
     agg = aggregate(runs)
     write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": agg,
                                     "targets": [{"target": n, "met": ok, "detail": d} for n, ok, d in targets(agg)]})
     plots(agg, runs, out)
     print_report(agg, runs)
-    print(f"\nwrote {out / 'study.json'}, {out / 'success_vs_horizon.png'}, {out / 'success_vs_teacher_tokens.png'}")
+    print(f"\nwrote {out / 'study.json'} and plots success_vs_horizon.png, progress_vs_horizon.png, "
+          "success_vs_teacher_tokens.png")
     return 0
 
 

@@ -249,3 +249,23 @@ def test_solution_steps_print_exactly_their_values():
             for a in _actions(task):
                 r = sb.run(a["code"])
                 assert r.error is None and r.observation.strip() == a["value"], (task.id, a["code"], r.observation)
+
+
+def test_verified_progress_counts_key_steps_before_the_first_error():
+    from score_distill.stages.evaluate import metrics
+    from score_distill.teachers.oracle import verified_progress
+
+    task = make_tasks("math", 1, 4, seed=3)[0]
+    acts = _actions(task)
+    solved = _mk(task, [(a["code"], a["value"], None) for a in acts], final=task.answer)
+    two_then_wrong = _mk(task, [(a["code"], a["value"], None) for a in acts[:2]] + [("c = 5\nprint(c)", "999331", None)])
+    two_then_stuck = _mk(task, [(a["code"], a["value"], None) for a in acts[:2]])  # ran out of steps
+    wrong_first = _mk(task, [("a = 1\nprint(a)", "999331", None), *[(a["code"], a["value"], None) for a in acts]])
+    assert verified_progress(solved) == 1.0
+    assert verified_progress(two_then_wrong) == 0.5
+    assert verified_progress(two_then_stuck) == 0.5
+    assert verified_progress(wrong_first) == 0.0  # later right values do not count after the first error
+    assert verified_progress(Trajectory(task=Task(id="q", question="?", answer="1"))) is None
+    m = metrics([[solved, two_then_wrong], [two_then_stuck, wrong_first]])
+    assert m["progress"] == 0.5
+    assert "progress" not in metrics([[Trajectory(task=Task(id="q", question="?", answer="1"))]])

@@ -35,12 +35,16 @@ class EvalConfig(BaseModel):
 
 
 def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
-    """Success mean ± std over seeds, mean steps and format-error rate over all episodes."""
+    """Success mean ± std over seeds, mean steps and format-error rate over all episodes; for tasks
+    with a ground-truth solution (built-in suites), the mean share of key steps right before the
+    first critical error (``progress``: graded where success is all-or-nothing)."""
+    from score_distill.teachers.oracle import verified_progress
+
     rates = [statistics.fmean(t.score for t in trajs) if trajs else 0.0 for trajs in per_seed]
     everything = [t for trajs in per_seed for t in trajs]
     steps = sum(len(t.steps) for t in everything)
     bad_steps = sum(1 for t in everything for s in t.steps if s.format_errors)
-    return {
+    out: dict[str, Any] = {
         "success_mean": statistics.fmean(rates) if rates else 0.0,
         "success_std": statistics.stdev(rates) if len(rates) > 1 else 0.0,
         "per_seed": rates,
@@ -49,6 +53,10 @@ def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
         "finished_rate": (sum(t.finished for t in everything) / len(everything)) if everything else 0.0,
         "n_tasks": len(per_seed[0]) if per_seed else 0,
     }
+    progress = [verified_progress(t) for t in everything]
+    if everything and None not in progress:
+        out["progress"] = statistics.fmean(progress)
+    return out
 
 
 Job = tuple[list[Task], int]  # (tasks, sampling seed)

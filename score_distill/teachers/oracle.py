@@ -281,6 +281,26 @@ class OracleTeacher:
         return Step(kind="action", thought=s["thought"], code=code, origin="teacher")
 
 
+def verified_progress(tr: Trajectory) -> float | None:
+    """Share of the solution's key steps the trajectory got right before its first critical error
+    (1.0 when the final answer is correct); None for a task without a ground-truth solution.
+
+    Success is all-or-nothing, so a weak student that gets 2 of 4 dependent steps right scores the
+    same 0 as one that gets none; this measures how far along the chain it gets, by the same rule
+    MPS uses to find the first error (an error found by the rule cuts the count there)."""
+    task = tr.task
+    if "solution" not in task.meta:
+        return None
+    n = len(_actions(task))
+    if n == 0:
+        return None
+    v = OracleTeacher()._locate_one(tr)
+    if v.is_correct:
+        return 1.0
+    upto = len(tr.steps) if v.first_error_step is None else v.first_error_step
+    return min(_progress_before(task, tr.steps, upto), n) / n
+
+
 def _progress_before(task: Task, steps: list[Step], upto: int) -> int:
     w = _Walker(task)
     for s in steps[:upto]:

@@ -1,0 +1,56 @@
+"""The distillation study script end to end on the tiny preset: every method trained and evaluated,
+the aggregate, the plots, and --report-only reading the same figures back without decoding."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("distillation_study", ROOT / "benchmarks" / "distillation_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys):
+    study = _study()
+    out = tmp_path / "study"
+    args = ["--preset", "tiny", "--horizons", "2", "--seeds", "0", "--out", str(out),
+            "tasks.suites=[math]", "tasks.n_train=6", "tasks.n_eval=2"]
+    assert study.main(args) == 0
+    first = json.loads((out / "study.json").read_text())
+    (run,) = first["runs"]
+    assert set(run["results"]) == set(study.METHODS)
+    for method in study.METHODS:
+        m = run["results"][method]["math@H2"]
+        assert 0.0 <= m["progress"] <= 1.0 and m["n_tasks"] == 2
+    assert run["results"]["teacher"]["math@H2"]["progress"] == 1.0
+    assert {"bc_init", "bc_baseline", "mps", "score_sft", "score_rl", "rl_long_horizon", "rl_sparse_reward",
+            "bc_equal_budget", "eval"} <= set(run["stage_seconds"])
+    assert run["equal_budget"]["spent_tokens"] <= run["equal_budget"]["budget_tokens"]
+    for png in ("success_vs_horizon.png", "progress_vs_horizon.png", "success_vs_teacher_tokens.png"):
+        assert (out / png).stat().st_size > 1000
+    assert len(first["targets"]) == 4
+    report = capsys.readouterr().out
+    assert "key steps right before the first critical error" in report
+
+    # Reading back: same figures, nothing decoded or trained (no model folder is touched).
+    models = sorted(out.glob("H2-seed0/*/train/model/model.safetensors"))
+    mtimes = [p.stat().st_mtime for p in models]
+    assert study.main([*args, "--report-only"]) == 0
+    again = json.loads((out / "study.json").read_text())
+    assert again["runs"][0]["results"] == run["results"]
+    assert again["aggregate"] == first["aggregate"]
+    assert [p.stat().st_mtime for p in models] == mtimes
+    # A horizon not run yet is left out of a report, not an error.
+    assert study.main(["--preset", "tiny", "--horizons", "2,4", "--seeds", "0", "--out", str(out), "--report-only",
+                       *args[8:]]) == 0
+    assert [r["h"] for r in json.loads((out / "study.json").read_text())["runs"]] == [2]
