@@ -21,6 +21,7 @@ old outputs of rerun stages are moved to ``RUN/.trash/`` rather than deleted.
 
 from __future__ import annotations
 
+import collections
 import gc
 import json
 import os
@@ -346,7 +347,7 @@ class Pipeline:
         return {**info, "teacher": teacher_cost(trajs)}
 
     def stage_mps(self) -> dict[str, Any]:
-        from score_distill.stages.mps import mps_statistics, run_mps
+        from score_distill.stages.mps import failure_cause, mps_statistics, run_mps, teacher_unreachable
 
         student = self.load_policy(self.model_of("bc_init") or self.cfg.student.model, "bc_init")
         out = self.stage_dir("mps") / "trajectories.jsonl"
@@ -358,6 +359,16 @@ class Pipeline:
         stats = mps_statistics(records)
         write_json(self.stage_dir("mps") / "stats.json", stats)
         console.print(f"MPS: {stats['status']}")
+        unreachable = [r for r in records if teacher_unreachable(r)]
+        if unreachable and self.cfg.mps.retry_failed:
+            from score_distill.user_errors import EndpointError
+
+            causes = collections.Counter(failure_cause(r.meta["failure"]) for r in unreachable)
+            raise EndpointError(
+                f"MPS: {len(unreachable)} of {len(records)} tasks failed because the teacher could not be reached "
+                f"({', '.join(f'{c}: {n}' for c, n in causes.most_common())}). Every other record is kept in "
+                f"{out}. Fix the endpoint and run the same command again: only those tasks are redone "
+                "(or set mps.retry_failed=false to go on without them).")
         return {"stats": stats}
 
     def stage_split(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor
 from score_distill.models.base import Policy
 from score_distill.teachers.base import Teacher
 from score_distill.trajectory import Correction, Task, Trajectory, Usage
-from score_distill.utils.jsonl import append_jsonl, read_jsonl
+from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 # Final status of a task after MPS.
 SOLVED_ALONE = "solved_alone"
@@ -43,6 +43,24 @@ class MPSConfig(BaseModel):
 
     max_corrections: int = Field(3, ge=0, description="Corrections per task (released code: 3, paper: 5).")
     chunk_size: int = Field(16, ge=1, description="Tasks per durable chunk (the unit of resume).")
+    retry_failed: bool = Field(
+        True,
+        description="Redo, when the stage runs again, the tasks that failed because the teacher could not be "
+        "reached (timeouts, connection, server errors, rate limits); the pipeline stops after MPS while such "
+        "tasks remain. False: keep them as failed and go on.",
+    )
+
+
+# Transport causes worth a retry later (the endpoint was down or overloaded), as OpenAIPolicy names them.
+TRANSIENT_CAUSES = ("timeout", "connection", "server_error", "rate_limit")
+
+
+def teacher_unreachable(record: Trajectory) -> bool:
+    """The task failed only because the teacher could not be reached: worth redoing on a rerun."""
+    if record.meta.get("mps_status") != FAILED:
+        return False
+    parts = [p.strip() for p in str(record.meta.get("failure", "")).split(":")]
+    return len(parts) >= 3 and parts[1] == "request failed" and parts[2] in TRANSIENT_CAUSES
 
 
 @dataclass
@@ -161,14 +179,19 @@ def run_mps(
     scorer: Scorer | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> list[Trajectory]:
-    """MPS over all tasks, resumable from ``out_path`` (one JSONL record per task)."""
+    """MPS over all tasks, resumable from ``out_path`` (one JSONL record per task).
+
+    With ``cfg.retry_failed``, tasks recorded as failed because the teacher was unreachable are
+    redone; their new records replace the old ones in one atomic rewrite of the file, so the file
+    keeps exactly one record per task whatever happens in between."""
     done: dict[str, Trajectory] = {}
     if out_path.exists():
         for t in read_jsonl(out_path, Trajectory):
             done.setdefault(t.task.id, t)
     chunks = [tasks[i : i + cfg.chunk_size] for i in range(0, len(tasks), cfg.chunk_size)]
     for ci, chunk in enumerate(chunks):
-        if all(t.id in done for t in chunk):
+        todo = [t for t in chunk if t.id not in done or (cfg.retry_failed and teacher_unreachable(done[t.id]))]
+        if not todo:
             continue
         # A chunk is written whole, so a partly present chunk cannot happen; the seed depends only on
         # the chunk index so a redone chunk samples exactly as the first attempt did.
@@ -176,16 +199,20 @@ def run_mps(
         records = mentor_chunk(
             student,
             teacher,
-            chunk,
+            todo,
             pool,
             agent.model_copy(update={"sampling": sampling}),
             max_corrections=cfg.max_corrections,
             tools_for=tools_for,
             scorer=scorer,
         )
-        append_jsonl(out_path, records)
+        retried = any(t.id in done for t in todo)
         for r in records:
             done[r.task.id] = r
+        if retried:
+            write_jsonl(out_path, list(done.values()))  # file order, retried records in place
+        else:
+            append_jsonl(out_path, records)
         if on_chunk:
             on_chunk(ci + 1, len(chunks))
     return [done[t.id] for t in tasks if t.id in done]

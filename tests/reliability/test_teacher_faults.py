@@ -21,7 +21,7 @@ from score_distill.agent import format as fmt
 from score_distill.agent.loop import AgentConfig
 from score_distill.models.openai_compat import OpenAIPolicy
 from score_distill.sandbox import SandboxConfig, SandboxPool
-from score_distill.stages.mps import CORRECTED, FAILED, MPSConfig, mps_statistics, run_mps
+from score_distill.stages.mps import CORRECTED, FAILED, MPSConfig, mps_statistics, run_mps, teacher_unreachable
 from score_distill.tasks.judge import AnswerJudge
 from score_distill.tasks.registry import make_tasks
 from score_distill.teachers import prompts
@@ -29,7 +29,7 @@ from score_distill.teachers.llm import LLMTeacher
 from score_distill.testing import FakeOpenAIServer, Fault
 from score_distill.testing.scripted_policy import ScriptedPolicy, assistant_turns, question_of
 from score_distill.trajectory import Task, Trajectory
-from score_distill.utils.jsonl import read_jsonl
+from score_distill.utils.jsonl import read_jsonl, write_jsonl
 
 TRANSPORT_RETRIES = 1  # OpenAIPolicy: attempts per request = 2
 TEACHER_RETRIES = 1  # LLMTeacher: rounds per request = 2
@@ -68,8 +68,9 @@ def _verdict(k_one_based: int) -> str:
 class TeacherServer:
     """The fake endpoint's responder: a competent teacher, except where a case injects a fault."""
 
-    def __init__(self, tasks: list[Task]):
+    def __init__(self, tasks: list[Task], faults: bool = True):
         self.tasks = tasks
+        self.faults = faults
         self.by_q = {t.question: (i, t) for i, t in enumerate(tasks)}
         self.lock = threading.Lock()
         self.calls: dict[tuple[int, str], int] = defaultdict(int)
@@ -86,7 +87,7 @@ class TeacherServer:
         with self.lock:
             n = self.calls[(i, phase)]
             self.calls[(i, phase)] += 1
-        case_phase, fault, *_ = CASES[i]
+        case_phase, fault, *_ = CASES[i] if self.faults else (None, None)
         if case_phase == phase and fault is not None:
             f = fault(n) if callable(fault) else fault
             if isinstance(f, str) and f.startswith("VERDICT:"):
@@ -184,6 +185,56 @@ def test_teacher_outage_records_every_task_and_the_stage_finishes(pool, tmp_path
                for r in recs)
     assert mps_statistics(recs)["failures_by_cause"] == {"locate: connection": 5}
     assert policy.usage.failures["connection"] == 5 * 2  # per task: 2 teacher rounds, each gave up
+
+
+def test_a_rerun_redoes_only_the_tasks_the_outage_failed(pool, tmp_path):
+    """Teacher down for the first chunk's run, back for the rerun: the same call redoes only the failed
+    tasks, the file keeps one record per task, and a task failed for another reason is not redone."""
+    tasks = make_tasks("math", 4, 2, seed=23, split="train")
+    out = tmp_path / "mps.jsonl"
+    cfg = MPSConfig(max_corrections=2, chunk_size=2)
+    with FakeOpenAIServer() as srv:
+        dead_url = srv.base_url
+    down = LLMTeacher(OpenAIPolicy(dead_url, "fake-model", max_retries=0, backoff_s=0.01, timeout_s=1), max_retries=0)
+    first = run_mps(wrong_at_first_action(tasks[:2]), down, tasks[:2], pool, AgentConfig(max_steps=5), cfg, out)
+    assert all(teacher_unreachable(r) for r in first)
+    # A failure that is not the endpoint's (the teacher answered, badly) is final: mark one as such.
+    on_disk = read_jsonl(out, Trajectory)
+    on_disk[1].meta["failure"] = "locate: wrong schema: missing is_correct"
+    write_jsonl(out, on_disk)
+
+    with FakeOpenAIServer(TeacherServer(tasks, faults=False)) as srv:
+        up = LLMTeacher(_client(srv), sandbox_pool=pool, max_retries=TEACHER_RETRIES)
+        recs = run_mps(wrong_at_first_action(tasks), up, tasks, pool, AgentConfig(max_steps=5), cfg, out)
+        n_requests = len(srv.chat_requests)
+    again = read_jsonl(out, Trajectory)
+    assert [r.task.id for r in again] == [t.id for t in tasks] == [r.task.id for r in recs]
+    assert [r.meta["mps_status"] for r in again] == [CORRECTED, FAILED, CORRECTED, CORRECTED]
+    assert not any(teacher_unreachable(r) for r in again)
+    assert n_requests == 3 * 2  # locate + write for the retried task and the two new ones, nothing else
+
+    # Nothing left to redo: a third run sends no request and leaves the file byte for byte as it was.
+    before = out.read_bytes()
+    with FakeOpenAIServer(TeacherServer(tasks, faults=False)) as srv:
+        up = LLMTeacher(_client(srv), sandbox_pool=pool, max_retries=TEACHER_RETRIES)
+        run_mps(wrong_at_first_action(tasks), up, tasks, pool, AgentConfig(max_steps=5), cfg, out)
+        assert srv.chat_requests == []
+    assert out.read_bytes() == before
+
+
+def test_retry_failed_false_keeps_the_outage_records(pool, tmp_path):
+    tasks = make_tasks("math", 2, 2, seed=24, split="train")
+    out = tmp_path / "mps.jsonl"
+    with FakeOpenAIServer() as srv:
+        dead_url = srv.base_url
+    down = LLMTeacher(OpenAIPolicy(dead_url, "fake-model", max_retries=0, backoff_s=0.01, timeout_s=1), max_retries=0)
+    cfg = MPSConfig(max_corrections=1, chunk_size=2, retry_failed=False)
+    run_mps(wrong_at_first_action(tasks), down, tasks, pool, AgentConfig(max_steps=5), cfg, out)
+    with FakeOpenAIServer(TeacherServer(tasks, faults=False)) as srv:
+        up = LLMTeacher(_client(srv), sandbox_pool=pool, max_retries=TEACHER_RETRIES)
+        recs = run_mps(wrong_at_first_action(tasks), up, tasks, pool, AgentConfig(max_steps=5), cfg, out)
+        assert srv.chat_requests == []
+    assert all(r.meta["mps_status"] == FAILED for r in recs)
 
 
 # ----------------------------------------------------------------------------- the answer judge
