@@ -61,7 +61,7 @@ def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
     if done.exists():
         return json.loads(done.read_text()).get("model"), info
     t0 = time.perf_counter()
-    res = pipe._train("bc_equal_budget", pipe.cfg.student.model, kept, pipe.cfg.bc_baseline.sft)
+    res = pipe.train_sft("bc_equal_budget", pipe.cfg.student.model, kept, pipe.cfg.bc_baseline.sft)
     write_json(done, {"status": "done", **res, **info, "seconds": round(time.perf_counter() - t0, 2)})
     return res.get("model"), info
 
@@ -82,7 +82,7 @@ def train_ablation(pipe: Pipeline, name: str, flags: dict[str, Any]) -> str | No
         return base
     cfg = pipe.cfg.rl.model_copy(update=flags)
     t0 = time.perf_counter()
-    model = run_rl_stage(pipe._resolve_model(base), items, cfg, d, pipe.tools_for, None, pool=pipe.pool)
+    model = run_rl_stage(pipe.resolve_model(base), items, cfg, d, pipe.tools_for, None, pool=pipe.pool)
     write_json(done, {"status": "done", "model": str(model), "seconds": time.perf_counter() - t0})
     return str(model)
 

@@ -285,14 +285,16 @@ class Pipeline:
         console.print(f"train {len(train)} (BC {len(bc)}, MPS {len(mps)}), eval {len(evals) + len(bench)}")
         return {"n_train": len(train), "n_eval": len(evals) + len(bench), "n_bc": len(bc), "n_mps": len(mps)}
 
-    def _train(self, stage: str, base_model: str, records: list[Trajectory], sft_cfg) -> dict[str, Any]:
-        from score_distill.training.sft import train_sft
+    def train_sft(self, stage: str, base_model: str, records: list[Trajectory], sft_cfg) -> dict[str, Any]:
+        """SFT ``base_model`` on ``records`` into ``RUN/<stage>/train`` (resumable). Public so that
+        extensions train their own variants the way the stages do (the study's equal-budget BC)."""
+        from score_distill.training.sft import train_sft as run_sft
 
         if not records:
             console.print(f"[yellow]{stage}: no training data; the model is unchanged.[/]")
             return {"model": base_model, "trained": False, "n_records": 0}
         try:
-            res = train_sft(self._resolve_model(base_model), records, self._with_tracking(sft_cfg),
+            res = run_sft(self.resolve_model(base_model), records, self._with_tracking(sft_cfg),
                             self.stage_dir(stage) / "train")
         except ValueError as e:
             if "no training example has a trained token" not in str(e):
@@ -318,7 +320,7 @@ class Pipeline:
                               "logging to TensorBoard only.[/]")
         return sft_cfg.model_copy(update={"report_to": "tensorboard" if tr.tensorboard else "none"})
 
-    def _resolve_model(self, model: str) -> str:
+    def resolve_model(self, model: str) -> str:
         from score_distill.models.hf import resolve_student_path
 
         return resolve_student_path(model)
@@ -329,7 +331,7 @@ class Pipeline:
         trajs = solve_resumable(self.teacher, self._tasks("bc"), self.stage_dir("bc_init") / "teacher_trajectories.jsonl")
         kept = rejection_sample(trajs)
         console.print(f"teacher solved {len(kept)}/{len(trajs)} BC tasks correctly")
-        info = self._train("bc_init", self.cfg.student.model, kept, self.cfg.bc.sft)
+        info = self.train_sft("bc_init", self.cfg.student.model, kept, self.cfg.bc.sft)
         return {**info, "teacher": teacher_cost(trajs)}
 
     def stage_bc_baseline(self) -> dict[str, Any]:
@@ -343,7 +345,7 @@ class Pipeline:
             append_jsonl(path, read_jsonl(self.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory))
         trajs = solve_resumable(self.teacher, self._tasks("train"), path)
         kept = rejection_sample(trajs)
-        info = self._train("bc_baseline", self.cfg.student.model, kept, self.cfg.bc_baseline.sft)
+        info = self.train_sft("bc_baseline", self.cfg.student.model, kept, self.cfg.bc_baseline.sft)
         return {**info, "teacher": teacher_cost(trajs)}
 
     def stage_mps(self) -> dict[str, Any]:
@@ -383,7 +385,7 @@ class Pipeline:
     def stage_score_sft(self) -> dict[str, Any]:
         records = read_jsonl(self.stage_dir("split") / "sft.jsonl", Trajectory)
         base = self.model_of("bc_init") or self.cfg.student.model
-        return self._train("score_sft", base, records, self.cfg.score_sft.sft)
+        return self.train_sft("score_sft", base, records, self.cfg.score_sft.sft)
 
     def stage_score_rl(self) -> dict[str, Any]:
         from score_distill.rl.items import build_rl_items, save_items
@@ -402,7 +404,7 @@ class Pipeline:
         if not items:
             console.print("[yellow]score_rl: no RL items; the model is unchanged.[/]")
             return {"model": base, "trained": False, "n_items": 0}
-        model_dir = run_rl_stage(self._resolve_model(base), items, self.cfg.rl, self.stage_dir("score_rl"),
+        model_dir = run_rl_stage(self.resolve_model(base), items, self.cfg.rl, self.stage_dir("score_rl"),
                                  self.tools_for, None, pool=self.pool, progress="RL updates")
         self._tensorboard_rl()
         kinds: dict[str, int] = {}
