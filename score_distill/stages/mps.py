@@ -93,10 +93,10 @@ def mentor_chunk(
     scorer: Scorer | None = None,
 ) -> list[Trajectory]:
     """Run MPS on a batch of tasks; returns one final trajectory per task, in order."""
-    run = lambda starts: run_episodes(  # noqa: E731
-        student, starts, pool, agent, tools_for=tools_for, scorer=scorer, progress=None
-    )
-    first = run([EpisodeStart(t, id=f"mps-{t.id}") for t in tasks])
+    def run(starts: list[EpisodeStart], label: str) -> list[Trajectory]:
+        return run_episodes(student, starts, pool, agent, tools_for=tools_for, scorer=scorer, progress=label)
+
+    first = run([EpisodeStart(t, id=f"mps-{t.id}") for t in tasks], "MPS: student attempts")
     work = [_Work(t) for t in first]
     for w in work:
         if w.traj.correct:
@@ -150,7 +150,7 @@ def mentor_chunk(
                 EpisodeStart(w.traj.task, prefix=steps[:k] + [chosen], execute_last=True, id=w.traj.id)
             )
             fixing.append(w)
-        for w, cont in zip(fixing, run(starts)):
+        for w, cont in zip(fixing, run(starts, f"MPS: after correction {_round + 1}")):
             corr = w.pending
             corr.chosen = cont.steps[corr.step_index].model_copy(deep=True)  # now with its observation
             cont.corrections = w.traj.corrections + [corr]
