@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from score_distill.utils.progress import progress_enabled
+
+    if not progress_enabled():
+        # Into a log file, Hugging Face's per-load bars ("Loading weights", "Writing model shards") are
+        # noise; read by huggingface_hub when first imported, so set before any model code runs.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

@@ -19,7 +19,8 @@ class _Bar:
             self._p.advance(self._t, n)
 
 
-def _enabled() -> bool:
+def progress_enabled() -> bool:
+    """Bars on a terminal, or when SCORE_DISTILL_PROGRESS=1; never when SCORE_DISTILL_PROGRESS=0."""
     if os.environ.get("SCORE_DISTILL_PROGRESS", "").lower() in {"0", "off", "false"}:
         return False
     return sys.stderr.isatty() or os.environ.get("SCORE_DISTILL_PROGRESS", "").lower() in {"1", "on", "true"}
@@ -27,7 +28,7 @@ def _enabled() -> bool:
 
 @contextmanager
 def progress_bar(total: int, label: str | None) -> Iterator[_Bar]:
-    if not label or not _enabled() or total <= 0:
+    if not label or not progress_enabled() or total <= 0:
         yield _Bar(None, None)
         return
     with Progress(
