@@ -196,3 +196,14 @@ def test_command_line_entry(tmp_path, capsys):
     assert f"report: {run / 'report.html'}" in out and "score_rl" in out and (run / "report.html").exists()
     assert main([str(tmp_path / "missing")]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+def test_terminal_table_shows_progress_when_the_run_has_it():
+    from score_distill.report.terminal import render_summary_table
+
+    base = {"run": {"name": "r"}, "policies": {"teacher": {"math@H2": {"success_mean": 1.0}},
+                                               "score_sft": {"math@H2": {"success_mean": 0.0}}}}
+    assert "key steps" not in render_summary_table(base)
+    base["policies"]["score_sft"]["math@H2"]["progress"] = 0.375
+    text = render_summary_table(base)
+    assert "key" in text and "[38]" in text and "[–]" in text

@@ -35,6 +35,7 @@ class SuiteResult(_Lenient):
     per_seed: list[float] = []
     mean_steps: float | None = None
     format_error_rate: float | None = None
+    progress: float | None = None  # key steps right before the first error (built-in suites)
     n_tasks: int | None = None
 
 

@@ -39,7 +39,8 @@ def results_table(summary: Summary) -> str:
             tip = [f"n_tasks: {r.n_tasks}" if r.n_tasks is not None else "",
                    f"per seed: {', '.join(pct(v) for v in r.per_seed)}" if r.per_seed else "",
                    f"mean steps: {r.mean_steps:.2f}" if r.mean_steps is not None else "",
-                   f"format error rate: {pct(r.format_error_rate)} %" if r.format_error_rate is not None else ""]
+                   f"format error rate: {pct(r.format_error_rate)} %" if r.format_error_rate is not None else "",
+                   f"key steps right before the first error: {pct(r.progress)} %" if r.progress is not None else ""]
             cls = ' class="best"' if r.success_mean == best[suite] else ""
             cells.append(f'<td{cls} title="{escape(" | ".join(t for t in tip if t))}">'
                          f'{pct(r.success_mean)}<span class="pm"> ± {pct(r.success_std)}</span></td>')
@@ -58,10 +59,12 @@ def details_table(summary: Summary) -> str:
                 f"<tr><td>{escape(pol)}</td><td>{escape(suite)}</td><td>{pct(r.success_mean)} ± {pct(r.success_std)}</td>"
                 f"<td>{escape(', '.join(pct(v) for v in r.per_seed))}</td>"
                 f"<td>{'–' if r.mean_steps is None else f'{r.mean_steps:.2f}'}</td>"
-                f"<td>{pct(r.format_error_rate)}</td><td>{'–' if r.n_tasks is None else r.n_tasks}</td></tr>"
+                f"<td>{pct(r.format_error_rate)}</td><td>{'–' if r.progress is None else pct(r.progress)}</td>"
+                f"<td>{'–' if r.n_tasks is None else r.n_tasks}</td></tr>"
             )
     return ('<table class="details"><thead><tr><th>policy</th><th>suite</th><th>success %</th><th>per seed %</th>'
-            "<th>mean steps</th><th>format errors %</th><th>tasks</th></tr></thead>"
+            "<th>mean steps</th><th>format errors %</th><th>key steps before first error %</th><th>tasks</th>"
+            "</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 

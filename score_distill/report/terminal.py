@@ -24,7 +24,11 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 120,
     best = best_per_suite(s)
     title = f"SCoRe results: {s.run.name}" if s.run.name else "SCoRe results"
     # Names go in as Text, never as strings: rich would read "[...]" in a run name as markup.
-    table = Table(title=Text(title), caption="success % (mean ± std over seeds); * best per suite")
+    graded = any(r.progress is not None for per in s.policies.values() for r in per.values())
+    caption = "success % (mean ± std over seeds); * best per suite"
+    if graded:
+        caption += "; [key steps right before the first error %]"
+    table = Table(title=Text(title), caption=Text(caption))
     table.add_column("policy", style="bold")
     for suite in suites:
         table.add_column(Text(suite), justify="right")
@@ -37,6 +41,8 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 120,
                 continue
             is_best = r.success_mean == best[suite]
             cell = f"{pct(r.success_mean)} ± {pct(r.success_std)}" + (" *" if is_best else "  ")
+            if graded:
+                cell += f" [{pct(r.progress, 0)}]"
             row.append(Text(cell, style="bold green" if is_best else ""))
         table.add_row(*row, style="dim" if pol in ("teacher", "bc_baseline") else None)
     if not s.policies:
