@@ -1,18 +1,22 @@
 """SCoRe against behaviour cloning across horizons, and what each costs in teacher tokens.
 
     python benchmarks/distillation_study.py --preset tiny --horizons 2,4,8 --seeds 0,1,2 --out runs/study-tiny
-    python benchmarks/distillation_study.py --horizons 2,4,8 --seeds 0,1,2 --out runs/study    # SmolLM2, hours
+    python benchmarks/distillation_study.py --config benchmarks/study_cpu.yaml --horizons 2,4,8 --seeds 0,1,2 \
+        --out runs/study-cpu      # SmolLM2-135M on CPU: about an hour per (H, seed) at H=2, more at H=8
+    python benchmarks/distillation_study.py --report-only ...   # aggregate what is evaluated so far
 
 For every horizon H and seed it runs the whole pipeline (resumable: rerun the same command after an
 interruption), then trains what the pipeline does not:
 - ``rl_long_horizon``  SCoRe-RL ablation: rollouts from the task, not the verified prefix;
 - ``rl_sparse_reward`` SCoRe-RL ablation: outcome reward only;
 - ``bc_equal_budget``  behaviour cloning on as many teacher trajectories as SCoRe's teacher budget buys
-  (SCoRe's budget = BC-init trajectories + MPS reviews and corrections, in teacher tokens);
+  (SCoRe's budget = BC-init trajectories + MPS reviews and corrections, in teacher tokens), with
+  further tasks of the same training streams when the budget buys more than the baseline's tasks;
 evaluates every policy on held-out tasks (eval seeds and H are arguments: rerun on seeds nobody tuned
 on), prints a table of success mean ± std per method and H, teacher tokens per retained trajectory,
-wall time per stage, checks the targets, and writes ``study.json`` and plots (success vs H; success vs
-teacher tokens) into ``--out``.
+wall time per stage, checks the targets, and writes ``study.json`` and plots (success and key-step
+progress vs H; success vs teacher tokens) into ``--out``. "Progress" is the share of a task's key steps
+a policy gets right before its first critical error (the oracle's rule): graded where success is not.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline
 from score_distill.stages.evaluate import metrics
-from score_distill.trajectory import Trajectory
+from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_json
 
 METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init", "score_sft", "score_rl",
@@ -40,29 +44,72 @@ def _tokens(t: Trajectory) -> int:
     return t.teacher_usage.total_tokens
 
 
-def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
-    """BC on the baseline's teacher trajectories, in task order, until SCoRe's teacher budget is spent."""
-    from score_distill.stages.bc import rejection_sample
+def _more_train_tasks(pipe: Pipeline, n_more: int) -> list[Task]:
+    """The run's training streams continued past its own tasks (same seeds, so the same generator
+    gives the run's tasks first), cleaned against the evaluation tasks like the run's own."""
+    from score_distill.tasks.contamination import dedupe_against_eval
+    from score_distill.tasks.registry import make_tasks
 
+    tc = pipe.cfg.tasks
+    have = {t.id for t in read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)}
+    more: list[Task] = []
+    for suite in tc.suites:
+        for h in tc.horizons:
+            for t in make_tasks(suite, tc.n_train + n_more, h, tc.train_seed, split="train"):
+                if t.id not in have:
+                    t.meta["suite_key"] = f"{suite}@H{h}"
+                    more.append(t)
+    more, _ = dedupe_against_eval(more, read_jsonl(pipe.stage_dir("tasks") / "eval.jsonl", Task))
+    return more
+
+
+def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
+    """BC on as many teacher trajectories as SCoRe's teacher budget buys (SCoRe's budget = BC-init
+    trajectories + MPS reviews and corrections). It takes the baseline's trajectories in task order,
+    then, when SCoRe spent more than the whole baseline, has the teacher solve further tasks of the
+    same training streams until the budget is spent."""
+    from score_distill.stages.bc import rejection_sample, solve_resumable
+
+    d = pipe.stage_dir("bc_equal_budget")
+    done = d / "stage.json"
+    if done.exists():
+        st = json.loads(done.read_text())
+        return st.get("model"), st
     bc_init = read_jsonl(pipe.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory)
     mps = json.loads((pipe.stage_dir("mps") / "stats.json").read_text())
     budget = sum(_tokens(t) for t in bc_init) + mps["teacher_tokens"]
     pool = read_jsonl(pipe.stage_dir("bc_baseline") / "teacher_trajectories.jsonl", Trajectory)
-    chosen, spent = [], 0
-    for t in pool:
-        if spent + _tokens(t) > budget:
-            break
-        spent += _tokens(t)
-        chosen.append(t)
+    chosen: list[Trajectory] = []
+    spent = 0
+
+    def take(trajs: list[Trajectory]) -> bool:
+        nonlocal spent
+        for t in trajs:
+            if spent + _tokens(t) > budget:
+                return False
+            spent += _tokens(t)
+            chosen.append(t)
+        return True
+
+    n_extra = 0
+    if take(pool) and pool:
+        per = max(1.0, spent / len(pool))
+        more = _more_train_tasks(pipe, int((budget - spent) / per * 1.25) + 4)
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(0, len(more), 8):  # resumable: solved trajectories are reused on a rerun
+            solved = solve_resumable(pipe.teacher, more[: i + 8], d / "extra_teacher_trajectories.jsonl")
+            before = len(chosen)
+            full = not take(solved[i:])
+            n_extra += len(chosen) - before
+            if full:
+                break
     kept = rejection_sample(chosen)
-    info = {"budget_tokens": budget, "spent_tokens": spent, "trajectories": len(chosen), "retained": len(kept)}
-    d = pipe.stage_dir("bc_equal_budget")
-    done = d / "stage.json"
-    if done.exists():
-        return json.loads(done.read_text()).get("model"), info
+    info = {"budget_tokens": budget, "spent_tokens": spent, "trajectories": len(chosen), "retained": len(kept),
+            "beyond_the_baseline": n_extra}
     t0 = time.perf_counter()
     res = pipe.train_sft("bc_equal_budget", pipe.cfg.student.model, kept, pipe.cfg.bc_baseline.sft)
-    write_json(done, {"status": "done", **res, **info, "seconds": round(time.perf_counter() - t0, 2)})
+    info = {"status": "done", **res, **info, "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(done, info)
     return res.get("model"), info
 
 
@@ -137,7 +184,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
             stages[name] = json.loads(train_result.read_text()).get("seconds")
     stages["eval"] = json.loads(eval_done.read_text())["seconds"]
     budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
-              if k in ("budget_tokens", "spent_tokens", "trajectories", "retained")}
+              if k in ("budget_tokens", "spent_tokens", "trajectories", "retained", "beyond_the_baseline")}
     return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}

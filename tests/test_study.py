@@ -35,7 +35,16 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys):
     assert run["results"]["teacher"]["math@H2"]["progress"] == 1.0
     assert {"bc_init", "bc_baseline", "mps", "score_sft", "score_rl", "rl_long_horizon", "rl_sparse_reward",
             "bc_equal_budget", "eval"} <= set(run["stage_seconds"])
-    assert run["equal_budget"]["spent_tokens"] <= run["equal_budget"]["budget_tokens"]
+    eq = run["equal_budget"]
+    assert eq["spent_tokens"] <= eq["budget_tokens"]
+    # SCoRe's budget (a tiny student needs every correction) buys more than the baseline's 6 tasks: BC at
+    # equal budget gets further tasks of the same stream, solved by the teacher, up to the budget.
+    assert eq["beyond_the_baseline"] > 0 and eq["trajectories"] == 6 + eq["beyond_the_baseline"]
+    extra = out / "H2-seed0" / "bc_equal_budget" / "extra_teacher_trajectories.jsonl"
+    train_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "tasks" / "train.jsonl").open()}
+    eval_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "tasks" / "eval.jsonl").open()}
+    extra_ids = [json.loads(line)["task"]["id"] for line in extra.open()]
+    assert extra_ids and not set(extra_ids) & (train_ids | eval_ids)
     for png in ("success_vs_horizon.png", "progress_vs_horizon.png", "success_vs_teacher_tokens.png"):
         assert (out / png).stat().st_size > 1000
     assert len(first["targets"]) == 4
