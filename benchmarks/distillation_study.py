@@ -134,10 +134,27 @@ def train_ablation(pipe: Pipeline, name: str, flags: dict[str, Any]) -> str | No
     return str(model)
 
 
+def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str]) -> None:
+    """Evaluate ``policies`` now (each as soon as it is trained, so an interrupted or partial study
+    has figures); the time of each policy's evaluation is kept in ``eval/study_eval.json``."""
+    times_p = pipe.stage_dir("eval") / "study_eval.json"
+    times = json.loads(times_p.read_text()) if times_p.exists() else {}
+    todo = [p for p in policies if p not in times]
+    if not todo:
+        return
+    pipe.extra_policies = extra
+    for policy in todo:
+        pipe.cfg.eval.policies = [policy]
+        t0 = time.perf_counter()
+        pipe.stage_eval()
+        times[policy] = round(time.perf_counter() - t0, 2)
+        write_json(times_p, times)
+
+
 def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
             config_file: str | None = None, report_only: bool = False) -> dict[str, Any] | None:
     """Train and evaluate everything for one (H, seed); with ``report_only``, only read what is on disk
-    (None when this run has not been evaluated yet)."""
+    (None when nothing of this run is evaluated yet)."""
     run_dir = out / f"H{h}-seed{seed}"
     cfg = load_config(config_file, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
                              f"tasks.train_seed={1000 + 7 * seed}", f"agent.max_steps={max(h + 3, 6)}",
@@ -145,33 +162,27 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
     cfg.name = f"study-H{h}-s{seed}"
     pipe = Pipeline(cfg, run_dir, preset=preset)
     t0 = time.perf_counter()
-    eval_done = pipe.stage_dir("eval") / "study_eval.json"
     results_p = pipe.stage_dir("eval") / "results.json"
     if report_only:
         if not results_p.exists():
             return None
     else:
         pipe.run(to_stage="score_rl")
+        wanted = set(pipe.cfg.eval.policies)
         extra: dict[str, str] = {}
-        for name, flags in ABLATIONS.items():
-            m = train_ablation(pipe, name, flags)
-            if m:
-                extra[name] = m
-        m, _ = train_equal_budget_bc(pipe)
-        if m:
-            extra["bc_equal_budget"] = m
-        pipe.extra_policies = extra
-        pipe.cfg.eval.policies = [p for p in METHODS if p in set(pipe.cfg.eval.policies) | set(extra)]
-        evaluated = set(json.loads(results_p.read_text())) if results_p.exists() else set()
         try:
-            t_eval = time.perf_counter()
-            pipe.stage_eval()
-            if not set(pipe.cfg.eval.policies) <= evaluated:  # it decoded something: a measured time
-                write_json(eval_done, {"seconds": round(time.perf_counter() - t_eval, 2)})
+            evaluate(pipe, [p for p in METHODS if p in wanted], extra)
+            for name, flags in ABLATIONS.items():
+                m = train_ablation(pipe, name, flags)
+                if m:
+                    extra[name] = m
+                    evaluate(pipe, [name], extra)
+            m, _ = train_equal_budget_bc(pipe)
+            if m:
+                extra["bc_equal_budget"] = m
+                evaluate(pipe, ["bc_equal_budget"], extra)
         finally:
             pipe.close()
-    if not eval_done.exists():
-        write_json(eval_done, {"seconds": _eval_seconds_from_files(pipe), "from": "file times"})
     results = rescore(pipe.stage_dir("eval"), json.loads(results_p.read_text()))
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
@@ -182,16 +193,19 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
             stages[name] = st["seconds"]
         elif train_result.exists():  # written by an older version of this script: the SFT's own time
             stages[name] = json.loads(train_result.read_text()).get("seconds")
-    stages["eval"] = json.loads(eval_done.read_text())["seconds"]
+    times_p = pipe.stage_dir("eval") / "study_eval.json"
+    times = json.loads(times_p.read_text()) if times_p.exists() else {}
+    stages["eval"] = round(sum(v for v in times.values() if isinstance(v, int | float)), 1) \
+        if times else _eval_seconds_from_files(pipe)
     budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
               if k in ("budget_tokens", "spent_tokens", "trajectories", "retained", "beyond_the_baseline")}
     return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
-            "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages,
+            "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _eval_seconds_from_files(pipe: Pipeline) -> float:
-    """Evaluation time of a run evaluated without a record of it (an older version of this script):
+    """Evaluation time of a run evaluated by an older version of this script (no record of it):
     from the last trained stage's marker to the results file."""
     marks = [pipe.stage_dir(s) / "stage.json" for s in ("score_rl", *ABLATIONS, "bc_equal_budget")]
     start = max(p.stat().st_mtime for p in marks if p.exists())
