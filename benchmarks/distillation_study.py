@@ -361,7 +361,9 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     stages = sorted({s for r in runs for s in r["stage_seconds"]})
     for h in hs:
         rs = [r for r in runs if r["h"] == h]
-        cells = ", ".join(f"{s} {statistics.fmean(r['stage_seconds'].get(s, 0) for r in rs):.0f}" for s in stages)
+        cells = ", ".join(f"{s} {statistics.fmean(v):.0f}" if (v := [r["stage_seconds"][s] for r in rs
+                                                                 if s in r["stage_seconds"]]) else f"{s} -"
+                          for s in stages)
         print(f"  H={h}: {cells}")
     print("\ntargets")
     for name, ok, detail in targets(agg):
