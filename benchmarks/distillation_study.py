@@ -342,18 +342,15 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
 
 def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     hs = sorted({r["h"] for r in runs})
-    print("\nsuccess on held-out tasks (mean ± std over seeds; suites averaged)")
-    print(f"{'method':18s}" + "".join(f"{'H=' + str(h):>16s}" for h in hs))
-    for method in METHODS:
-        row = agg["success"].get(method, {})
-        cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
-        print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
-    print("\nkey steps right before the first critical error (mean ± std over seeds; graded where success is 0/1)")
-    print(f"{'method':18s}" + "".join(f"{'H=' + str(h):>16s}" for h in hs))
-    for method in METHODS:
-        row = agg["progress"].get(method, {})
-        cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
-        print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
+    for key, title in (("success", "success on held-out tasks (mean ± std over seeds; suites averaged)"),
+                       ("progress", "key steps right before the first critical error (mean ± std over seeds; "
+                                    "graded where success is 0/1)")):
+        print(f"\n{title}")
+        print(f"{'method':18s}" + "".join(f"{'H=' + str(h):>16s}" for h in hs))
+        for method in METHODS:
+            row = agg[key].get(method, {})
+            cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
+            print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
