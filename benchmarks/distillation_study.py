@@ -2,7 +2,7 @@
 
     python benchmarks/distillation_study.py --preset tiny --horizons 2,4,8 --seeds 0,1,2 --out runs/study-tiny
     python benchmarks/distillation_study.py --config benchmarks/study_cpu.yaml --horizons 2,4,8 --seeds 0,1,2 \
-        --out runs/study-cpu      # SmolLM2-135M on CPU: about an hour per (H, seed) at H=2, more at H=8
+        --out runs/study-cpu      # SmolLM2-135M on CPU: about 2 hours per (H, seed) at H=2, more beyond
     python benchmarks/distillation_study.py --report-only ...   # aggregate what is evaluated so far
 
 For every horizon H and seed it runs the whole pipeline (resumable: rerun the same command after an
@@ -187,29 +187,17 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
     for name in (*ABLATIONS, "bc_equal_budget"):
-        st = pipe.stage_state(name) or {}
-        train_result = pipe.stage_dir(name) / "train" / "train_result.json"
-        if st.get("seconds"):
+        if (st := pipe.stage_state(name) or {}).get("seconds"):
             stages[name] = st["seconds"]
-        elif train_result.exists():  # written by an older version of this script: the SFT's own time
-            stages[name] = json.loads(train_result.read_text()).get("seconds")
     times_p = pipe.stage_dir("eval") / "study_eval.json"
     times = json.loads(times_p.read_text()) if times_p.exists() else {}
-    stages["eval"] = round(sum(v for v in times.values() if isinstance(v, int | float)), 1) \
-        if times else _eval_seconds_from_files(pipe)
+    if times:
+        stages["eval"] = round(sum(times.values()), 1)
     budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
               if k in ("budget_tokens", "spent_tokens", "trajectories", "retained", "beyond_the_baseline")}
     return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
-
-
-def _eval_seconds_from_files(pipe: Pipeline) -> float:
-    """Evaluation time of a run evaluated by an older version of this script (no record of it):
-    from the last trained stage's marker to the results file."""
-    marks = [pipe.stage_dir(s) / "stage.json" for s in ("score_rl", *ABLATIONS, "bc_equal_budget")]
-    start = max(p.stat().st_mtime for p in marks if p.exists())
-    return round((pipe.stage_dir("eval") / "results.json").stat().st_mtime - start, 1)
 
 
 def rescore(eval_dir: Path, results: dict[str, Any]) -> dict[str, Any]:

@@ -451,14 +451,14 @@ class Pipeline:
             if model is None:
                 console.print(f"[dim]- {policy}: not trained in this run, not evaluated[/]")
                 continue
-            if all((out_dir / suite / f"seed{seed}.jsonl").exists() for suite in suites for seed in seeds):
-                results[policy] = evaluate_policy(_never_called, suites, seeds, out_dir)  # all on disk
-                continue
-            pol = self.load_policy(model, policy)
-            runner = policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling, tools_for=self.tools_for,
-                                   label=f"eval {policy}")
-            results[policy] = evaluate_policy(runner, suites, seeds, out_dir)
-            del pol
+
+            def run_policy(jobs, _model=model, _policy=policy) -> list[list[Trajectory]]:
+                # Loaded only when some result file is missing (evaluate_policy reuses finished ones).
+                pol = self.load_policy(_model, _policy)
+                return policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling,
+                                     tools_for=self.tools_for, label=f"eval {_policy}")(jobs)
+
+            results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir)
             gc.collect()
         old = self.stage_dir("eval") / "results.json"
         if old.exists():  # keep figures of policies evaluated earlier (e.g. by the study)
@@ -540,7 +540,3 @@ class Pipeline:
 def run_pipeline(cfg: RunConfig, run_dir: Path, *, preset: str = "default", from_stage: str | None = None,
                  to_stage: str | None = None) -> dict[str, Any]:
     return Pipeline(cfg, run_dir, preset=preset).run(from_stage, to_stage)
-
-
-def _never_called(jobs: Any) -> list[list[Trajectory]]:
-    raise AssertionError("every evaluation file is on disk; nothing to run")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
 from score_distill.models.base import Policy, SamplingParams
+from score_distill.teachers.oracle import verified_progress
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_jsonl
 
@@ -38,8 +39,6 @@ def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
     """Success mean ± std over seeds, mean steps and format-error rate over all episodes; for tasks
     with a ground-truth solution (built-in suites), the mean share of key steps right before the
     first critical error (``progress``: graded where success is all-or-nothing)."""
-    from score_distill.teachers.oracle import verified_progress
-
     rates = [statistics.fmean(t.score for t in trajs) if trajs else 0.0 for trajs in per_seed]
     everything = [t for trajs in per_seed for t in trajs]
     steps = sum(len(t.steps) for t in everything)
