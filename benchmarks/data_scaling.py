@@ -1,0 +1,154 @@
+"""How many teacher trajectories does the student need? Behaviour cloning at growing data sizes.
+
+    python benchmarks/data_scaling.py --config benchmarks/study_cpu.yaml --horizon 2 --n-train 24,96,192 \
+        --out runs/data-scaling          # resumable: rerun the same command after an interruption
+    python benchmarks/data_scaling.py ... --report-only   # table and plot from what is on disk
+
+For each size N it has the teacher solve N training tasks at horizon H, fine-tunes the student on the
+correct trajectories with the configuration's ``bc_baseline.sft`` (the study's BC baseline, same epochs,
+so more data means more steps), and evaluates it like the pipeline does. It answers the question the
+study leaves when every student scores 0: is the student too small, or the data too little?
+
+It evaluates on its own held-out stream (``--eval-seed``, default 9000), not the study's (the
+configuration's ``tasks.eval_seed``): sizes chosen from this curve must not be chosen on the seeds the
+study reports. Prints a table, writes ``data_scaling.json`` and ``data_scaling.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from score_distill.config import load_config
+from score_distill.pipeline import Pipeline
+from score_distill.trajectory import Task
+from score_distill.utils.jsonl import read_jsonl, write_json
+
+
+def run_size(args: argparse.Namespace, n: int) -> dict[str, Any] | None:
+    """Teacher trajectories, BC and evaluation for one data size (each step skipped when on disk)."""
+    from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
+
+    h = args.horizon
+    cfg = load_config(args.config, [*args.overrides, f"tasks.horizons=[{h}]", f"tasks.n_train={n}",
+                                    f"tasks.n_eval={args.n_eval}", f"tasks.eval_seed={args.eval_seed}",
+                                    f"agent.max_steps={max(h + 3, 6)}", "eval.policies=[bc_baseline]"],
+                      preset=args.preset)
+    cfg.name = f"data-scaling-H{h}-N{n}"
+    pipe = Pipeline(cfg, args.out / f"H{h}-N{n}", preset=args.preset)
+    results_p = pipe.stage_dir("eval") / "results.json"
+    if args.report_only and not results_p.exists():
+        return None
+    if not args.report_only:
+        try:
+            pipe.run(to_stage="tasks")
+            if not pipe.stage_state("bc_baseline"):
+                train = read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)
+                trajs = solve_resumable(pipe.teacher, train,
+                                        pipe.stage_dir("bc_baseline") / "teacher_trajectories.jsonl")
+                t0 = time.perf_counter()
+                info = pipe.train_sft("bc_baseline", cfg.student.model, rejection_sample(trajs),
+                                      cfg.bc_baseline.sft)
+                write_json(pipe.stage_dir("bc_baseline") / "stage.json",
+                           {"status": "done", "seconds": round(time.perf_counter() - t0, 2), **info,
+                            "teacher": teacher_cost(trajs)})
+            if not results_p.exists():
+                t0 = time.perf_counter()
+                pipe.stage_eval()
+                st = json.loads(results_p.read_text())
+                st["_eval_seconds"] = round(time.perf_counter() - t0, 2)
+                write_json(results_p, st)
+        finally:
+            pipe.close()
+    results = json.loads(results_p.read_text())
+    st = pipe.stage_state("bc_baseline") or {}
+    row: dict[str, Any] = {"h": h, "n_train": n, "retained": st.get("n_records"),
+                           "teacher_tokens": _tokens(st.get("teacher") or {}),
+                           "train_seconds": st.get("seconds"), "final_loss": st.get("final_loss"),
+                           "eval_seconds": results.get("_eval_seconds")}
+    for suite, m in results["bc_baseline"].items():
+        row[suite] = {k: m.get(k) for k in ("success_mean", "progress", "format_error_rate", "finished_rate",
+                                            "mean_steps", "n_tasks")}
+    return row
+
+
+def _tokens(cost: dict[str, Any]) -> int | None:
+    if "prompt_tokens" not in cost:
+        return None
+    return (cost["prompt_tokens"] or 0) + (cost["completion_tokens"] or 0)
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def report(rows: list[dict[str, Any]], out: Path) -> None:
+    print(f"\n{'N':>5} {'kept':>5} {'teacher tok':>11} {'train s':>8} {'loss':>6}  suite      "
+          f"{'success':>7} {'progress':>8} {'fmt err':>7} {'finished':>8}")
+    for r in rows:
+        for suite, m in ((k, v) for k, v in r.items() if isinstance(v, dict)):
+            print(f"{r['n_train']:>5} {_fmt(r['retained'], 'd'):>5} {_fmt(r['teacher_tokens'], ',d'):>11} "
+                  f"{_fmt(r['train_seconds'], '.0f'):>8} {_fmt(r['final_loss'], '.3f'):>6}  {suite:<10} "
+                  f"{m['success_mean']:>7.0%} {_fmt(m['progress'], '.0%'):>8} "
+                  f"{m['format_error_rate']:>7.2f} {m['finished_rate']:>8.0%}")
+    write_json(out / "data_scaling.json", {"rows": rows})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    suites = sorted({k for r in rows for k, v in r.items() if isinstance(v, dict)})
+    for suite in suites:
+        pts = [(r["n_train"], r[suite]) for r in rows if suite in r]
+        xs = [p[0] for p in pts]
+        for key, label, style in (("success_mean", "success", "o-"), ("progress", "key-step progress", "s--"),
+                                  ("finished_rate", "finished", "^:"), ("format_error_rate", "format errors", "x-.")):
+            ax.plot(xs, [p[1].get(key) or 0.0 for p in pts], style, label=f"{suite} {label}")
+    ax.set_xlabel("teacher trajectories (BC, N training tasks)")
+    ax.set_ylabel("rate on held-out tasks")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=7)
+    ax.set_title("Behaviour cloning: the student at growing data sizes")
+    fig.tight_layout()
+    fig.savefig(out / "data_scaling.png", dpi=120)
+    print(f"\nwrote {out / 'data_scaling.json'} and {out / 'data_scaling.png'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="default")
+    p.add_argument("--config")
+    p.add_argument("--horizon", type=int, default=2)
+    p.add_argument("--n-train", default="24,96,192", help="comma-separated training tasks per suite, run in this order")
+    p.add_argument("--n-eval", type=int, default=10)
+    p.add_argument("--eval-seed", type=int, default=9000,
+                   help="task-generation seed of the held-out tasks (not the study's)")
+    p.add_argument("--allow-study-eval-seed", action="store_true",
+                   help="allow --eval-seed to equal the configuration's tasks.eval_seed")
+    p.add_argument("--out", type=Path, default=Path("runs/data-scaling"))
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value configuration overrides")
+    args = p.parse_args(argv)
+    sizes = list(dict.fromkeys(int(x) for x in args.n_train.split(",") if x.strip()))  # run in the order given
+    study_seed = load_config(args.config, args.overrides, preset=args.preset).tasks.eval_seed
+    if args.eval_seed == study_seed and not args.allow_study_eval_seed:
+        p.error(f"--eval-seed {args.eval_seed} is the configuration's tasks.eval_seed, the study's held-out "
+                "stream: choosing data sizes on it would tune on the evaluation seeds "
+                "(pass --allow-study-eval-seed to do it anyway)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = sorted((r for n in sizes if (r := run_size(args, n)) is not None), key=lambda r: r["n_train"])
+    if not rows:
+        print("nothing evaluated yet", file=sys.stderr)
+        return 1
+    report(rows, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

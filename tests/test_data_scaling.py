@@ -1,0 +1,55 @@
+"""The data-scaling benchmark on the tiny preset: one BC run per size, its own held-out stream, the
+table and plot, resume without retraining, and refusal to run on the study's held-out seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("data_scaling", ROOT / "benchmarks" / "data_scaling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys):
+    ds = _script()
+    out = tmp_path / "ds"
+    args = ["--preset", "tiny", "--n-train", "4,2", "--n-eval", "2", "--out", str(out), "tasks.suites=[math]"]
+    assert ds.main(args) == 0
+    rows = json.loads((out / "data_scaling.json").read_text())["rows"]
+    assert [r["n_train"] for r in rows] == [2, 4]  # reported by size, whatever the order run
+    for r in rows:
+        assert r["retained"] == r["n_train"]  # the oracle teacher solves every task
+        assert r["math@H2"]["n_tasks"] == 2 and 0.0 <= r["math@H2"]["format_error_rate"] <= 1.0
+    assert rows[1]["teacher_tokens"] > rows[0]["teacher_tokens"] > 0
+    # Held out on its own stream: the eval tasks are generated from --eval-seed, not the study's 2000.
+    for n in (2, 4):
+        eval_ids = [json.loads(line)["id"] for line in (out / f"H2-N{n}" / "tasks" / "eval.jsonl").open()]
+        assert eval_ids and all("-s9000-" in i for i in eval_ids)
+    assert (out / "data_scaling.png").stat().st_size > 1000
+    assert "finished" in capsys.readouterr().out
+
+    models = sorted(out.glob("H2-N*/bc_baseline/train/model/model.safetensors"))
+    mtimes = [p.stat().st_mtime for p in models]
+    assert len(models) == 2
+    assert ds.main(args) == 0  # everything on disk: nothing trained or decoded again
+    assert json.loads((out / "data_scaling.json").read_text())["rows"] == rows
+    assert [p.stat().st_mtime for p in models] == mtimes
+    assert ds.main([*args, "--report-only", "--n-train", "2,4,8"]) == 0  # a size not run yet is left out
+
+
+def test_data_scaling_refuses_the_studys_held_out_seed(tmp_path, capsys):
+    ds = _script()
+    with pytest.raises(SystemExit):
+        ds.main(["--preset", "tiny", "--eval-seed", "2000", "--out", str(tmp_path / "x")])
+    assert "tune on the evaluation seeds" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
