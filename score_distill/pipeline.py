@@ -302,7 +302,11 @@ class Pipeline:
             key = {"bc_init": "bc.sft", "bc_baseline": "bc_baseline.sft", "score_sft": "score_sft.sft"}.get(stage, stage)
             raise ConfigError(f"{stage}: all {len(records)} training trajectories are cut before their first "
                               f"assistant turn at {key}.max_length={sft_cfg.max_length}; raise it") from None
+        if res.n_untrained_steps:
+            console.print(f"{stage}: {res.n_untrained_steps} student steps with format errors kept as context, "
+                          "not trained (sft.train_malformed_student_steps)")
         return {"model": str(res.model_dir), "trained": True, "n_records": len(records),
+                "untrained_steps": res.n_untrained_steps,
                 "final_loss": res.losses[-1] if getattr(res, "losses", None) else None}
 
     def _with_tracking(self, sft_cfg):

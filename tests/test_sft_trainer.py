@@ -179,3 +179,40 @@ def test_entry_point_names_bad_line(tiny, tmp_path):
     )
     assert p.returncode == 2
     assert f"{bad}:2" in p.stderr
+
+
+def test_malformed_student_steps_are_context_not_training_data(tiny):
+    """A student step the parser repaired (here: no code block, re-rendered with an empty one) stays in
+    the conversation but carries no loss; clean student steps and teacher steps are trained."""
+    from transformers import AutoTokenizer
+
+    from score_distill.training.chat_tokenize import trained_text
+    from score_distill.training.sft import tokenize_records
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    traj = Trajectory(
+        task=Task(id="m", question="What is 3 + 4?", answer="7"),
+        steps=[
+            Step(kind="plan", thought="PLANSTEP add them", origin="student"),
+            Step(thought="BROKENSTEP I think it is 8", code="", origin="student", format_errors=["no code block"],
+                 observation="Error: no code found."),
+            Step(thought="TEACHERSTEP compute it", code="final_answer_print(3 + 4)", origin="teacher",
+                 observation="7", final_answer="7"),
+        ],
+    )
+    (row,), stats = tokenize_records(tok, [traj], _cfg())
+    assert stats["n_untrained_steps"] == 1
+    enc = {"input_ids": row["input_ids"], "assistant_mask": [int(t != -100) for t in row["labels"]]}
+    trained = "".join(trained_text(tok, enc))
+    whole = tok.decode(row["input_ids"])
+    assert "BROKENSTEP" in whole and "BROKENSTEP" not in trained
+    assert "PLANSTEP" in trained and "TEACHERSTEP" in trained
+    (row_all,), _ = tokenize_records(tok, [traj], _cfg(train_malformed_student_steps=True))
+    assert row_all["input_ids"] == row["input_ids"]
+    assert sum(t != -100 for t in row_all["labels"]) > sum(t != -100 for t in row["labels"])
+    # A teacher step with a repaired format (e.g. an imported reference trajectory) is still trained.
+    teacher_only = traj.model_copy(deep=True)
+    for s in teacher_only.steps:
+        s.origin = "teacher"
+    (row_t,), _ = tokenize_records(tok, [teacher_only], _cfg())
+    assert row_t["labels"] == row_all["labels"]

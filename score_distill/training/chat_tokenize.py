@@ -90,7 +90,7 @@ def _segments(tokenizer: Any, messages: list[dict[str, str]], train_from: int) -
         seg = upto[len(done):]
         if msg.get("role") == "assistant":
             trained, tail = _split_end_of_turn(tokenizer, seg, msg.get("content", ""))
-            pieces.append((trained, i >= train_from, i))
+            pieces.append((trained, i >= train_from and msg.get("train", True), i))
             if tail:
                 pieces.append((tail, False, i))
         elif seg:
@@ -146,7 +146,7 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: in
 
     Returns ``input_ids``, ``labels`` (-100 outside assistant turns), ``attention_mask``,
     ``assistant_mask`` (1 on trained tokens) and ``truncated`` (tokens cut from the end to fit
-    ``max_length``; the start is kept).
+    ``max_length``; the start is kept). An assistant message with ``"train": False`` is context only.
     """
     return _tokenize(tokenizer, messages, max_length, train_from=0)
 

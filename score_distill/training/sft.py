@@ -65,6 +65,11 @@ class SFTConfig(BaseModel):
     gradient_checkpointing: bool = False
     report_to: Literal["auto", "none", "tensorboard", "wandb", "trackio"] = "auto"
     system_prompt: str | None = None  # None: the CodeAct system prompt for each task's tools
+    # A student step the parser had to repair (no code block, unclosed tag, ...) is re-rendered from what
+    # could be recovered, e.g. as an empty code block: training on it teaches the student its own
+    # breakage. Kept as context, not trained. Teacher steps are always trained (vetted, canonical).
+    train_malformed_student_steps: bool = Field(
+        False, description="Train student steps that had format errors too (default: context only, no loss).")
 
 
 class TrainResult(BaseModel):
@@ -78,15 +83,22 @@ class TrainResult(BaseModel):
     n_records: int
     n_dropped: int = 0  # records with no trained token left after truncation
     n_truncated: int = 0  # records cut to max_length
+    n_untrained_steps: int = 0  # malformed student steps kept as context only
     tokens_per_epoch: int = 0
     trained_tokens_per_epoch: int = 0
     eval_loss: float | None = None
     resumed_from: str | None = None
 
 
-def _messages(record: Any, system: str | None) -> list[dict[str, str]]:
+def _messages(record: Any, cfg: SFTConfig) -> list[dict[str, Any]]:
     if isinstance(record, Trajectory):
-        return record.to_messages(system=system)
+        msgs: list[dict[str, Any]] = record.to_messages(system=cfg.system_prompt)
+        if not cfg.train_malformed_student_steps:
+            turns = [m for m in msgs if m["role"] == "assistant"]  # one per step, in order
+            for m, step in zip(turns, record.steps, strict=True):
+                if step.origin == "student" and step.format_errors:
+                    m["train"] = False
+        return msgs
     if isinstance(record, dict) and isinstance(record.get("messages"), list):
         return record["messages"]
     raise TypeError(f"expected a Trajectory or a {{'messages': [...]}} dict, got {type(record).__name__}")
@@ -95,14 +107,17 @@ def _messages(record: Any, system: str | None) -> list[dict[str, str]]:
 def tokenize_records(tokenizer: Any, records: list[Any], cfg: SFTConfig) -> tuple[list[dict[str, list[int]]], dict]:
     """Tokenize records for training; drop those left with no trained token. Returns (rows, stats)."""
     rows: list[dict[str, list[int]]] = []
-    stats = {"n_records": len(records), "n_dropped": 0, "n_truncated": 0, "tokens": 0, "trained": 0}
+    stats = {"n_records": len(records), "n_dropped": 0, "n_truncated": 0, "tokens": 0, "trained": 0,
+             "n_untrained_steps": 0}
     for i, rec in enumerate(records):
         try:
-            enc = tokenize_chat(tokenizer, _messages(rec, cfg.system_prompt), max_length=cfg.max_length)
+            msgs = _messages(rec, cfg)
+            enc = tokenize_chat(tokenizer, msgs, max_length=cfg.max_length)
         except ValueError as e:
             rid = getattr(rec, "id", i)
             raise ValueError(f"record {i} (id {rid}): {e}") from e
         stats["n_truncated"] += int(enc["truncated"] > 0)
+        stats["n_untrained_steps"] += sum(1 for m in msgs if m.get("train") is False)
         n_trained = sum(1 for lab in enc["labels"] if lab != IGNORE_INDEX)
         if n_trained == 0:
             stats["n_dropped"] += 1
@@ -327,6 +342,7 @@ def train_sft(
         n_records=stats["n_records"],
         n_dropped=stats["n_dropped"],
         n_truncated=stats["n_truncated"],
+        n_untrained_steps=stats["n_untrained_steps"],
         tokens_per_epoch=stats["tokens"],
         trained_tokens_per_epoch=stats["trained"],
         eval_loss=eval_loss,
