@@ -1,8 +1,12 @@
 """Configuration: presets load, overrides apply, mistakes give one line naming the key and the file."""
 
+from pathlib import Path
+
 import pytest
 
 from score_distill.config import ConfigError, load_config, parse_override
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("preset", ["default", "tiny", "paper"])
@@ -60,3 +64,10 @@ def test_configuration_reference_doc_is_current():
     doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert doc.read_text().strip() == reference_markdown().strip(), (
         "docs/configuration.md is stale: run `score-distill config --reference > docs/configuration.md`")
+
+
+@pytest.mark.parametrize("path", sorted([*ROOT.glob("configs/*.yaml"), *ROOT.glob("benchmarks/*.yaml")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.tasks.horizons and cfg.student.model
