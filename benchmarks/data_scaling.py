@@ -29,17 +29,22 @@ from score_distill.trajectory import Task
 from score_distill.utils.jsonl import read_jsonl, write_json
 
 
-def run_size(args: argparse.Namespace, n: int) -> dict[str, Any] | None:
-    """Teacher trajectories, BC and evaluation for one data size (each step skipped when on disk)."""
+def run_size(args: argparse.Namespace, n: int, epochs: float | None) -> dict[str, Any] | None:
+    """Teacher trajectories, BC and evaluation for one data size and epoch count (None: the
+    configuration's); each step is skipped when its result is on disk."""
     from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
 
     h = args.horizon
-    cfg = load_config(args.config, [*args.overrides, f"tasks.horizons=[{h}]", f"tasks.n_train={n}",
-                                    f"tasks.n_eval={args.n_eval}", f"tasks.eval_seed={args.eval_seed}",
-                                    f"agent.max_steps={max(h + 3, 6)}", "eval.policies=[bc_baseline]"],
-                      preset=args.preset)
-    cfg.name = f"data-scaling-H{h}-N{n}"
-    pipe = Pipeline(cfg, args.out / f"H{h}-N{n}", preset=args.preset)
+    if epochs == args.default_epochs:
+        epochs = None  # the configuration's own: run folder H<h>-N<n>, no suffix
+    over = [*args.overrides, f"tasks.horizons=[{h}]", f"tasks.n_train={n}", f"tasks.n_eval={args.n_eval}",
+            f"tasks.eval_seed={args.eval_seed}", f"agent.max_steps={max(h + 3, 6)}", "eval.policies=[bc_baseline]"]
+    if epochs is not None:
+        over.append(f"bc_baseline.sft.epochs={epochs}")
+    cfg = load_config(args.config, over, preset=args.preset)
+    tag = f"H{h}-N{n}" + (f"-E{epochs:g}" if epochs is not None else "")
+    cfg.name = f"data-scaling-{tag}"
+    pipe = Pipeline(cfg, args.out / tag, preset=args.preset)
     results_p = pipe.stage_dir("eval") / "results.json"
     if args.report_only and not results_p.exists():
         return None
@@ -66,8 +71,10 @@ def run_size(args: argparse.Namespace, n: int) -> dict[str, Any] | None:
             pipe.close()
     results = json.loads(results_p.read_text())
     st = pipe.stage_state("bc_baseline") or {}
-    row: dict[str, Any] = {"h": h, "n_train": n, "retained": st.get("n_records"),
-                           "teacher_tokens": _tokens(st.get("teacher") or {}),
+    trained = pipe.stage_dir("bc_baseline") / "train" / "train_result.json"
+    row: dict[str, Any] = {"h": h, "n_train": n, "epochs": cfg.bc_baseline.sft.epochs,
+                           "steps": json.loads(trained.read_text())["steps"] if trained.exists() else None,
+                           "retained": st.get("n_records"), "teacher_tokens": _tokens(st.get("teacher") or {}),
                            "train_seconds": st.get("seconds"), "final_loss": st.get("final_loss"),
                            "eval_seconds": results.get("_eval_seconds")}
     for suite, m in results["bc_baseline"].items():
@@ -86,38 +93,49 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _suites(row: dict[str, Any]) -> list[str]:
+    return [k for k, v in row.items() if isinstance(v, dict)]
+
+
 def report(rows: list[dict[str, Any]], out: Path) -> None:
-    print(f"\n{'N':>5} {'kept':>5} {'teacher tok':>11} {'train s':>8} {'loss':>6}  suite      "
+    print(f"\n{'N':>5} {'epochs':>6} {'steps':>5} {'teacher tok':>11} {'train s':>8} {'loss':>6}  suite      "
           f"{'success':>7} {'progress':>8} {'fmt err':>7} {'finished':>8}")
     for r in rows:
-        for suite, m in ((k, v) for k, v in r.items() if isinstance(v, dict)):
-            print(f"{r['n_train']:>5} {_fmt(r['retained'], 'd'):>5} {_fmt(r['teacher_tokens'], ',d'):>11} "
-                  f"{_fmt(r['train_seconds'], '.0f'):>8} {_fmt(r['final_loss'], '.3f'):>6}  {suite:<10} "
-                  f"{m['success_mean']:>7.0%} {_fmt(m['progress'], '.0%'):>8} "
-                  f"{m['format_error_rate']:>7.2f} {m['finished_rate']:>8.0%}")
+        for suite in _suites(r):
+            m = r[suite]
+            print(f"{r['n_train']:>5} {r['epochs']:>6g} {_fmt(r['steps'], 'd'):>5} "
+                  f"{_fmt(r['teacher_tokens'], ',d'):>11} {_fmt(r['train_seconds'], '.0f'):>8} "
+                  f"{_fmt(r['final_loss'], '.3f'):>6}  {suite:<10} {m['success_mean']:>7.0%} "
+                  f"{_fmt(m['progress'], '.0%'):>8} {m['format_error_rate']:>7.2f} {m['finished_rate']:>8.0%}")
     write_json(out / "data_scaling.json", {"rows": rows})
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    suites = sorted({k for r in rows for k, v in r.items() if isinstance(v, dict)})
-    for suite in suites:
-        pts = [(r["n_train"], r[suite]) for r in rows if suite in r]
-        xs = [p[0] for p in pts]
-        for key, label, style in (("success_mean", "success", "o-"), ("progress", "key-step progress", "s--"),
-                                  ("finished_rate", "finished", "^:"), ("format_error_rate", "format errors", "x-.")):
-            ax.plot(xs, [p[1].get(key) or 0.0 for p in pts], style, label=f"{suite} {label}")
-    ax.set_xlabel("teacher trajectories (BC, N training tasks)")
-    ax.set_ylabel("rate on held-out tasks")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7)
-    ax.set_title("Behaviour cloning: the student at growing data sizes")
+    # Success against optimizer steps, one line per data size: separates "more data" from "longer training".
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    suites = sorted({s for r in rows for s in _suites(r)})
+    for ax, key, title in ((axes[0], "success_mean", "success"), (axes[1], "progress", "key-step progress")):
+        for suite in suites:
+            for n in sorted({r["n_train"] for r in rows}):
+                pts = sorted((r["steps"] or 0, r[suite].get(key) or 0.0, r["epochs"])
+                             for r in rows if r["n_train"] == n and suite in r)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{suite}, N={n}")
+                for x, y, e in pts:
+                    ax.annotate(f"{e:g} ep", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.set_xlabel("optimizer steps (batch of the config)")
+        ax.set_title(f"BC on N teacher trajectories: {title}")
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel("rate on held-out tasks")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "data_scaling.png", dpi=120)
     print(f"\nwrote {out / 'data_scaling.json'} and {out / 'data_scaling.png'}")
+
+
+def _list(text: str, kind: type) -> list:
+    return list(dict.fromkeys(kind(x) for x in text.split(",") if x.strip()))  # run in the order given
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("--horizon", type=int, default=2)
     p.add_argument("--n-train", default="24,96,192", help="comma-separated training tasks per suite, run in this order")
+    p.add_argument("--epochs", help="comma-separated epoch counts (default: the configuration's bc_baseline.sft)")
     p.add_argument("--n-eval", type=int, default=10)
     p.add_argument("--eval-seed", type=int, default=9000,
                    help="task-generation seed of the held-out tasks (not the study's)")
@@ -135,18 +154,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value configuration overrides")
     args = p.parse_args(argv)
-    sizes = list(dict.fromkeys(int(x) for x in args.n_train.split(",") if x.strip()))  # run in the order given
-    study_seed = load_config(args.config, args.overrides, preset=args.preset).tasks.eval_seed
+    sizes = _list(args.n_train, int)
+    epochs = _list(args.epochs, float) if args.epochs else [None]
+    base = load_config(args.config, args.overrides, preset=args.preset)
+    study_seed, args.default_epochs = base.tasks.eval_seed, base.bc_baseline.sft.epochs
     if args.eval_seed == study_seed and not args.allow_study_eval_seed:
         p.error(f"--eval-seed {args.eval_seed} is the configuration's tasks.eval_seed, the study's held-out "
                 "stream: choosing data sizes on it would tune on the evaluation seeds "
                 "(pass --allow-study-eval-seed to do it anyway)")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = sorted((r for n in sizes if (r := run_size(args, n)) is not None), key=lambda r: r["n_train"])
+    rows = [r for e in epochs for n in sizes if (r := run_size(args, n, e)) is not None]
     if not rows:
         print("nothing evaluated yet", file=sys.stderr)
         return 1
-    report(rows, args.out)
+    report(sorted(rows, key=lambda r: (r["n_train"], r["epochs"])), args.out)
     return 0
 
 

@@ -46,6 +46,14 @@ def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys):
     assert [p.stat().st_mtime for p in models] == mtimes
     assert ds.main([*args, "--report-only", "--n-train", "2,4,8"]) == 0  # a size not run yet is left out
 
+    # An epochs grid: the configuration's own count (1 in the tiny preset) reuses the runs above; another
+    # count trains into its own folder, with more optimizer steps on the same data.
+    assert ds.main([*args, "--n-train", "2", "--epochs", "1,3"]) == 0
+    grid = json.loads((out / "data_scaling.json").read_text())["rows"]
+    assert [(r["n_train"], r["epochs"]) for r in grid] == [(2, 1.0), (2, 3.0)]
+    assert grid[0] == rows[0] and (out / "H2-N2-E3" / "eval" / "results.json").exists()
+    assert grid[1]["steps"] > grid[0]["steps"] and grid[1]["teacher_tokens"] == grid[0]["teacher_tokens"]
+
 
 def test_data_scaling_refuses_the_studys_held_out_seed(tmp_path, capsys):
     ds = _script()
