@@ -288,6 +288,7 @@ class Pipeline:
     def train_sft(self, stage: str, base_model: str, records: list[Trajectory], sft_cfg) -> dict[str, Any]:
         """SFT ``base_model`` on ``records`` into ``RUN/<stage>/train`` (resumable). Public so that
         extensions train their own variants the way the stages do (the study's equal-budget BC)."""
+        from score_distill.training.sft import NothingToTrain
         from score_distill.training.sft import train_sft as run_sft
 
         if not records:
@@ -296,6 +297,9 @@ class Pipeline:
         try:
             res = run_sft(self.resolve_model(base_model), records, self._with_tracking(sft_cfg),
                             self.stage_dir(stage) / "train")
+        except NothingToTrain as e:
+            console.print(f"[yellow]{stage}: {e}; the model is unchanged.[/]")
+            return {"model": base_model, "trained": False, "n_records": len(records), "untrained_only": True}
         except ValueError as e:
             if "no training example has a trained token" not in str(e):
                 raise

@@ -216,3 +216,20 @@ def test_malformed_student_steps_are_context_not_training_data(tiny):
         s.origin = "teacher"
     (row_t,), _ = tokenize_records(tok, [teacher_only], _cfg())
     assert row_t["labels"] == row_all["labels"]
+
+
+def test_records_of_malformed_student_steps_only_leave_the_model_unchanged(tiny, tmp_path):
+    """Nothing to learn is not a configuration error: the stage keeps its base model and says why."""
+    from score_distill.config import load_config
+    from score_distill.pipeline import Pipeline
+    from score_distill.training.sft import NothingToTrain
+
+    broken = [Trajectory(task=Task(id=f"b{i}", question="What is 1 + 1?", answer="2"),
+                         steps=[Step(kind="plan", thought="", format_errors=["empty plan"]),
+                                Step(thought="two", format_errors=["no code block"])]) for i in range(2)]
+    with pytest.raises(NothingToTrain, match="format errors"):
+        train_sft(tiny, broken, _cfg(), tmp_path / "direct")
+    pipe = Pipeline(load_config(preset="tiny"), tmp_path / "run", preset="tiny")
+    info = pipe.train_sft("score_sft", str(tiny), broken, _cfg())
+    assert info["model"] == str(tiny) and info["trained"] is False
+    assert not (tmp_path / "run" / "score_sft" / "train" / "model").exists()

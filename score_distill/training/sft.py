@@ -72,6 +72,10 @@ class SFTConfig(BaseModel):
         False, description="Train student steps that had format errors too (default: context only, no loss).")
 
 
+class NothingToTrain(ValueError):
+    """Every record's assistant turns are malformed student steps: no data, not a configuration error."""
+
+
 class TrainResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -108,7 +112,7 @@ def tokenize_records(tokenizer: Any, records: list[Any], cfg: SFTConfig) -> tupl
     """Tokenize records for training; drop those left with no trained token. Returns (rows, stats)."""
     rows: list[dict[str, list[int]]] = []
     stats = {"n_records": len(records), "n_dropped": 0, "n_truncated": 0, "tokens": 0, "trained": 0,
-             "n_untrained_steps": 0}
+             "n_untrained_steps": 0, "n_all_untrained": 0}
     for i, rec in enumerate(records):
         try:
             msgs = _messages(rec, cfg)
@@ -117,7 +121,10 @@ def tokenize_records(tokenizer: Any, records: list[Any], cfg: SFTConfig) -> tupl
             rid = getattr(rec, "id", i)
             raise ValueError(f"record {i} (id {rid}): {e}") from e
         stats["n_truncated"] += int(enc["truncated"] > 0)
-        stats["n_untrained_steps"] += sum(1 for m in msgs if m.get("train") is False)
+        turns = [m for m in msgs if m.get("role") == "assistant"]
+        untrained = sum(1 for m in turns if m.get("train") is False)
+        stats["n_untrained_steps"] += untrained
+        stats["n_all_untrained"] += int(bool(turns) and untrained == len(turns))
         n_trained = sum(1 for lab in enc["labels"] if lab != IGNORE_INDEX)
         if n_trained == 0:
             stats["n_dropped"] += 1
@@ -268,6 +275,9 @@ def train_sft(
         tokenizer.pad_token = tokenizer.eos_token
     rows, stats = tokenize_records(tokenizer, list(train_records), cfg)
     if not rows:
+        if stats["n_all_untrained"] == stats["n_records"]:
+            raise NothingToTrain(f"all {stats['n_records']} records consist of student steps with format errors "
+                                 "(kept as context only: sft.train_malformed_student_steps=false)")
         raise ValueError("no training example has a trained token (empty data, or max_length too small)")
     eval_rows = tokenize_records(tokenizer, list(eval_records), cfg)[0] if eval_records else None
 
