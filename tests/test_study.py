@@ -63,3 +63,23 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys):
     assert study.main(["--preset", "tiny", "--horizons", "2,4", "--seeds", "0", "--out", str(out), "--report-only",
                        *args[8:]]) == 0
     assert [r["h"] for r in json.loads((out / "study.json").read_text())["runs"]] == [2]
+
+
+def test_targets_are_judged_on_the_figures_given():
+    study = _study()
+
+    def agg(success: dict[str, dict[int, float]], cost: dict[int, tuple[float, float]]):
+        return {"success": {m: {h: {"mean": v} for h, v in by_h.items()} for m, by_h in success.items()},
+                "cost": {h: {"bc_per_retained": bc, "mps_per_retained": mps} for h, (bc, mps) in cost.items()}}
+
+    good = agg({"teacher": {2: 1.0, 4: 1.0}, "student_init": {2: 0.2, 4: 0.1}, "score_rl": {2: 0.7, 4: 0.95},
+                "bc_baseline": {2: 0.6, 4: 0.5}, "bc_equal_budget": {2: 0.5, 4: 0.4}},
+               {2: (900.0, 250.0), 4: (1800.0, 500.0)})
+    assert [ok for _, ok, _ in study.targets(good)] == [True, True, True, True]
+    # At H=2 BC at equal budget gains 0.4 and SCoRe nothing: the target is missed even if H=4 meets it.
+    bad = agg({"teacher": {2: 1.0, 4: 1.0}, "student_init": {2: 0.0, 4: 0.0}, "score_rl": {2: 0.0, 4: 0.5},
+               "bc_baseline": {2: 0.0, 4: 0.0}, "bc_equal_budget": {2: 0.4, 4: 0.1}}, {2: (959.0, 3102.0)})
+    names = [(name, ok) for name, ok, _ in study.targets(bad)]
+    assert names[0][1] is False and names[1][1] is False and names[2][1] is True and names[3][1] is False
+    # Nothing measured: every target is open (None), not met.
+    assert [ok for _, ok, _ in study.targets(agg({}, {}))] == [None, None, None, None]
