@@ -64,9 +64,7 @@ def run_size(args: argparse.Namespace, n: int, epochs: float | None) -> dict[str
             if not results_p.exists():
                 t0 = time.perf_counter()
                 pipe.stage_eval()
-                st = json.loads(results_p.read_text())
-                st["_eval_seconds"] = round(time.perf_counter() - t0, 2)
-                write_json(results_p, st)
+                write_json(pipe.stage_dir("eval") / "eval_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
         finally:
             pipe.close()
     results = json.loads(results_p.read_text())
@@ -76,11 +74,15 @@ def run_size(args: argparse.Namespace, n: int, epochs: float | None) -> dict[str
                            "steps": json.loads(trained.read_text())["steps"] if trained.exists() else None,
                            "retained": st.get("n_records"), "teacher_tokens": _tokens(st.get("teacher") or {}),
                            "train_seconds": st.get("seconds"), "final_loss": st.get("final_loss"),
-                           "eval_seconds": results.get("_eval_seconds")}
+                           "eval_seconds": _seconds(pipe.stage_dir("eval") / "eval_seconds.json")}
     for suite, m in results["bc_baseline"].items():
         row[suite] = {k: m.get(k) for k in ("success_mean", "progress", "format_error_rate", "finished_rate",
                                             "mean_steps", "n_tasks")}
     return row
+
+
+def _seconds(path: Path) -> float | None:
+    return json.loads(path.read_text())["seconds"] if path.exists() else None
 
 
 def _tokens(cost: dict[str, Any]) -> int | None:

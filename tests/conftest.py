@@ -1,6 +1,10 @@
 """Test-wide settings: never reach a model hub, no progress bars in logs."""
 
+import importlib.util
 import os
+from pathlib import Path
+
+import pytest
 
 # No test may download a model or data set; fail at once instead of retrying a hub for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,3 +12,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("SCORE_DISTILL_PROGRESS", "0")
+
+
+@pytest.fixture
+def benchmark_script():
+    """Import a script of benchmarks/ (not a package) by name, e.g. ``benchmark_script("data_scaling")``."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -3,25 +3,14 @@ table and plot, resume without retraining, and refusal to run on the study's hel
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("data_scaling", ROOT / "benchmarks" / "data_scaling.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.slow
-def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys):
-    ds = _script()
+def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys, benchmark_script):
+    ds = benchmark_script("data_scaling")
     out = tmp_path / "ds"
     args = ["--preset", "tiny", "--n-train", "4,2", "--n-eval", "2", "--out", str(out), "tasks.suites=[math]"]
     assert ds.main(args) == 0
@@ -29,6 +18,7 @@ def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys):
     assert [r["n_train"] for r in rows] == [2, 4]  # reported by size, whatever the order run
     for r in rows:
         assert r["retained"] == r["n_train"]  # the oracle teacher solves every task
+        assert r["eval_seconds"] > 0 and r["steps"] > 0
         assert r["math@H2"]["n_tasks"] == 2 and 0.0 <= r["math@H2"]["format_error_rate"] <= 1.0
     assert rows[1]["teacher_tokens"] > rows[0]["teacher_tokens"] > 0
     # Held out on its own stream: the eval tasks are generated from --eval-seed, not the study's 2000.
@@ -55,8 +45,8 @@ def test_data_scaling_trains_one_bc_per_size_and_resumes(tmp_path, capsys):
     assert grid[1]["steps"] > grid[0]["steps"] and grid[1]["teacher_tokens"] == grid[0]["teacher_tokens"]
 
 
-def test_data_scaling_refuses_the_studys_held_out_seed(tmp_path, capsys):
-    ds = _script()
+def test_data_scaling_refuses_the_studys_held_out_seed(tmp_path, capsys, benchmark_script):
+    ds = benchmark_script("data_scaling")
     with pytest.raises(SystemExit):
         ds.main(["--preset", "tiny", "--eval-seed", "2000", "--out", str(tmp_path / "x")])
     assert "tune on the evaluation seeds" in capsys.readouterr().err

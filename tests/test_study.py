@@ -3,25 +3,14 @@ the aggregate, the plots, and --report-only reading the same figures back withou
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _study():
-    spec = importlib.util.spec_from_file_location("distillation_study", ROOT / "benchmarks" / "distillation_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.slow
-def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys):
-    study = _study()
+def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, benchmark_script):
+    study = benchmark_script("distillation_study")
     out = tmp_path / "study"
     args = ["--preset", "tiny", "--horizons", "2", "--seeds", "0", "--out", str(out),
             "tasks.suites=[math]", "tasks.n_train=6", "tasks.n_eval=2"]
@@ -65,8 +54,8 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys):
     assert [r["h"] for r in json.loads((out / "study.json").read_text())["runs"]] == [2]
 
 
-def test_targets_are_judged_on_the_figures_given():
-    study = _study()
+def test_targets_are_judged_on_the_figures_given(benchmark_script):
+    study = benchmark_script("distillation_study")
 
     def agg(success: dict[str, dict[int, float]], cost: dict[int, tuple[float, float]]):
         return {"success": {m: {h: {"mean": v} for h, v in by_h.items()} for m, by_h in success.items()},
