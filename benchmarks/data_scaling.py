@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--eval-seed {args.eval_seed} is the configuration's tasks.eval_seed, the study's held-out "
                 "stream: choosing data sizes on it would tune on the evaluation seeds "
                 "(pass --allow-study-eval-seed to do it anyway)")
+    if args.epochs and base.bc_baseline.sft.max_steps > 0:
+        p.error(f"--epochs has no effect: the configuration sets bc_baseline.sft.max_steps="
+                f"{base.bc_baseline.sft.max_steps}, which overrides epochs")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [r for e in epochs for n in sizes if (r := run_size(args, n, e)) is not None]
     if not rows:

@@ -51,3 +51,7 @@ def test_data_scaling_refuses_the_studys_held_out_seed(tmp_path, capsys, benchma
         ds.main(["--preset", "tiny", "--eval-seed", "2000", "--out", str(tmp_path / "x")])
     assert "tune on the evaluation seeds" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # An epochs grid under a fixed step count would label identical runs differently: refused.
+    with pytest.raises(SystemExit):
+        ds.main(["--preset", "tiny", "--epochs", "1,2", "--out", str(tmp_path / "y"), "bc_baseline.sft.max_steps=4"])
+    assert "overrides epochs" in capsys.readouterr().err and not (tmp_path / "y").exists()
