@@ -172,15 +172,16 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         extra: dict[str, str] = {}
         try:
             evaluate(pipe, [p for p in METHODS if p in wanted], extra)
+            # Equal-budget BC before the ablations: two of the four targets need it, none needs an ablation.
+            m, _ = train_equal_budget_bc(pipe)
+            if m:
+                extra["bc_equal_budget"] = m
+                evaluate(pipe, ["bc_equal_budget"], extra)
             for name, flags in ABLATIONS.items():
                 m = train_ablation(pipe, name, flags)
                 if m:
                     extra[name] = m
                     evaluate(pipe, [name], extra)
-            m, _ = train_equal_budget_bc(pipe)
-            if m:
-                extra["bc_equal_budget"] = m
-                evaluate(pipe, ["bc_equal_budget"], extra)
         finally:
             pipe.close()
     results = rescore(pipe.stage_dir("eval"), json.loads(results_p.read_text()))

@@ -288,7 +288,7 @@ class Pipeline:
     def train_sft(self, stage: str, base_model: str, records: list[Trajectory], sft_cfg) -> dict[str, Any]:
         """SFT ``base_model`` on ``records`` into ``RUN/<stage>/train`` (resumable). Public so that
         extensions train their own variants the way the stages do (the study's equal-budget BC)."""
-        from score_distill.training.sft import NothingToTrain
+        from score_distill.training.sft import NothingToTrain, NoTrainedToken
         from score_distill.training.sft import train_sft as run_sft
 
         if not records:
@@ -300,9 +300,7 @@ class Pipeline:
         except NothingToTrain as e:
             console.print(f"[yellow]{stage}: {e}; the model is unchanged.[/]")
             return {"model": base_model, "trained": False, "n_records": len(records), "untrained_only": True}
-        except ValueError as e:
-            if "no training example has a trained token" not in str(e):
-                raise
+        except NoTrainedToken:
             key = {"bc_init": "bc.sft", "bc_baseline": "bc_baseline.sft", "score_sft": "score_sft.sft"}.get(stage, stage)
             raise ConfigError(f"{stage}: all {len(records)} training trajectories are cut before their first "
                               f"assistant turn at {key}.max_length={sft_cfg.max_length}; raise it") from None

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from test_tokenize_tiny_model import tiny_model_dir
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from score_distill.training.sft import SFTConfig, TrainResult, train_sft
+from score_distill.training.sft import NoTrainedToken, SFTConfig, TrainResult, train_sft
 from score_distill.trajectory import Step, Task, Trajectory
 from score_distill.utils.jsonl import write_jsonl
 
@@ -138,8 +138,15 @@ def test_truncation_drops_examples_without_trained_tokens(tiny, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny)
     rows, stats = tokenize_records(tok, _records(2), _cfg(max_length=40, system_prompt=None))
     assert stats["n_truncated"] == 2 and stats["n_dropped"] == 2 and rows == []  # system prompt fills 40 tokens
-    with pytest.raises(ValueError, match="no training example"):
+    with pytest.raises(NoTrainedToken, match="no training example"):
         train_sft(tiny, _records(2), _cfg(max_length=40, system_prompt=None), tmp_path / "x")
+    # The pipeline turns it into a configuration error that names the field to change.
+    from score_distill.config import ConfigError, load_config
+    from score_distill.pipeline import Pipeline
+
+    pipe = Pipeline(load_config(preset="tiny"), tmp_path / "run", preset="tiny")
+    with pytest.raises(ConfigError, match=r"score_sft\.sft\.max_length=40"):
+        pipe.train_sft("score_sft", str(tiny), _records(2), _cfg(max_length=40, system_prompt=None))
 
 
 def _free_port() -> int:

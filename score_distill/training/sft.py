@@ -76,6 +76,10 @@ class NothingToTrain(ValueError):
     """Every record's assistant turns are malformed student steps: no data, not a configuration error."""
 
 
+class NoTrainedToken(ValueError):
+    """No record keeps a trained token after tokenization: empty data or ``max_length`` too small."""
+
+
 class TrainResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -278,7 +282,7 @@ def train_sft(
         if stats["n_all_untrained"] == stats["n_records"]:
             raise NothingToTrain(f"all {stats['n_records']} records consist of student steps with format errors "
                                  "(kept as context only: sft.train_malformed_student_steps=false)")
-        raise ValueError("no training example has a trained token (empty data, or max_length too small)")
+        raise NoTrainedToken("no training example has a trained token (empty data, or max_length too small)")
     eval_rows = tokenize_records(tokenizer, list(eval_records), cfg)[0] if eval_records else None
 
     bf16 = _use_bf16(cfg)
