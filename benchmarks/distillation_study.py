@@ -22,6 +22,7 @@ a policy gets right before its first critical error (the oracle's rule): graded 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -37,6 +38,9 @@ from score_distill.utils.jsonl import read_jsonl, write_json
 
 METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init", "score_sft", "score_rl",
            "rl_long_horizon", "rl_sparse_reward"]
+# The pipeline stage after which each policy exists (the pipeline's order).
+STAGE_POLICIES = [("tasks", ["student_init", "teacher"]), ("bc_init", ["bc_init"]), ("bc_baseline", ["bc_baseline"]),
+                  ("score_sft", ["score_sft"]), ("score_rl", ["score_rl"])]
 ABLATIONS = {"rl_long_horizon": {"long_horizon": True}, "rl_sparse_reward": {"sparse_reward": True}}
 
 
@@ -167,11 +171,14 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         if not results_p.exists():
             return None
     else:
-        pipe.run(to_stage="score_rl")
         wanted = set(pipe.cfg.eval.policies)
         extra: dict[str, str] = {}
         try:
-            evaluate(pipe, [p for p in METHODS if p in wanted], extra)
+            # Each policy is evaluated right after the stage that makes it: a study cut off mid-way
+            # (CPU sessions are shorter than one (H, seed)) still has figures for what it trained.
+            for stage, policies in STAGE_POLICIES:
+                pipe.run(to_stage=stage)
+                evaluate(pipe, [p for p in policies if p in wanted], extra)
             # Equal-budget BC before the ablations: two of the four targets need it, none needs an ablation.
             m, _ = train_equal_budget_bc(pipe)
             if m:
@@ -196,9 +203,44 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         stages["eval"] = round(sum(times.values()), 1)
     budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
               if k in ("budget_tokens", "spent_tokens", "trajectories", "retained", "beyond_the_baseline")}
-    return {"h": h, "seed": seed, "results": results, "teacher_tokens": summary["teacher_tokens"],
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {"h": h, "seed": seed, "setup": setup(preset, config_file, overrides),
+            "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine")},
+            "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def setup(preset: str, config_file: str | None, overrides: list[str]) -> dict[str, Any]:
+    """What makes two studies' runs comparable: the preset, the configuration file's text and the overrides
+    (the per-run horizon and seed are the run's own keys)."""
+    text = Path(config_file).read_bytes() if config_file else b""
+    return {"preset": preset, "config": config_file, "config_sha256": hashlib.sha256(text).hexdigest()[:16],
+            "overrides": list(overrides)}
+
+
+def merge_runs(runs: list[dict[str, Any]], files: list[str], want: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add the runs of earlier studies (``study.json`` files, e.g. from other sessions or machines) whose
+    (H, seed) is not among ``runs``; a run of another setup is refused, not averaged in."""
+    have = {(r["h"], r["seed"]) for r in runs}
+    merged = list(runs)
+    for f in files:
+        try:
+            other = json.loads(Path(f).read_text())["runs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"--merge {f}: not a study.json ({e})") from None
+        for r in other:
+            got = r.get("setup")
+            if got is None or {k: v for k, v in got.items() if k != "config"} != \
+                    {k: v for k, v in want.items() if k != "config"}:
+                raise SystemExit(f"--merge {f}: run H={r['h']} seed={r['seed']} was made with another setup "
+                                 f"({got}) than this study ({want})")
+            if (r["h"], r["seed"]) in have:
+                print(f"   H={r['h']} seed={r['seed']}: evaluated under --out, {f}'s copy left out", file=sys.stderr)
+                continue
+            have.add((r["h"], r["seed"]))
+            merged.append({**r, "merged_from": f})
+    return sorted(merged, key=lambda r: (r["h"], r["seed"]))
 
 
 def rescore(eval_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
@@ -366,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--report-only", action="store_true",
                     help="train and decode nothing: aggregate the runs already evaluated under --out")
+    ap.add_argument("--merge", action="append", default=[], metavar="STUDY_JSON",
+                    help="also aggregate the runs of an earlier study.json of the same setup (another session or "
+                         "machine); a run evaluated under --out takes precedence. Repeatable.")
     ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -380,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             runs.append(run)
             write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
+    runs = merge_runs(runs, args.merge, setup(args.preset, args.config, args.overrides))
     if not runs:
         print("no evaluated runs", file=sys.stderr)
         return 1

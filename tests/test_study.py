@@ -52,6 +52,16 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert study.main(["--preset", "tiny", "--horizons", "2,4", "--seeds", "0", "--out", str(out), "--report-only",
                        *args[8:]]) == 0
     assert [r["h"] for r in json.loads((out / "study.json").read_text())["runs"]] == [2]
+    assert run["setup"]["preset"] == "tiny" and run["recorded"]["machine"] and run["recorded"]["created"]
+
+    # Another session's study of the same setup (here: this run relabelled H=4) aggregates with this one;
+    # its copy of a (H, seed) evaluated here is left out, not double-counted.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": [{**run, "h": 4}, run]}))
+    assert study.main([*args, "--report-only", "--merge", str(other)]) == 0
+    merged = json.loads((out / "study.json").read_text())
+    assert [(r["h"], r.get("merged_from")) for r in merged["runs"]] == [(2, None), (4, str(other))]
+    assert set(merged["aggregate"]["success"]["teacher"]) == {"2", "4"}
 
 
 def test_targets_are_judged_on_the_figures_given(benchmark_script):
@@ -72,3 +82,19 @@ def test_targets_are_judged_on_the_figures_given(benchmark_script):
     assert names[0][1] is False and names[1][1] is False and names[2][1] is True and names[3][1] is False
     # Nothing measured: every target is open (None), not met.
     assert [ok for _, ok, _ in study.targets(agg({}, {}))] == [None, None, None, None]
+
+
+def test_merge_refuses_runs_of_another_setup(tmp_path, benchmark_script):
+    study = benchmark_script("distillation_study")
+    want = study.setup("default", None, ["tasks.n_train=8"])
+    mine = {"h": 2, "seed": 0, "setup": want}
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"runs": [{"h": 2, "seed": 1, "setup": want}, {"h": 2, "seed": 0, "setup": want}]}))
+    assert [(r["seed"], "merged_from" in r) for r in study.merge_runs([mine], [str(f)], want)] == [(0, False),
+                                                                                                   (1, True)]
+    f.write_text(json.dumps({"runs": [{"h": 2, "seed": 1, "setup": study.setup("default", None, [])}]}))
+    with pytest.raises(SystemExit, match="another setup"):
+        study.merge_runs([mine], [str(f)], want)
+    f.write_text("{}")
+    with pytest.raises(SystemExit, match="not a study.json"):
+        study.merge_runs([], [str(f)], want)
