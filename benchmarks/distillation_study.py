@@ -4,6 +4,7 @@
     python benchmarks/distillation_study.py --config benchmarks/study_cpu.yaml --horizons 2,4,8 --seeds 0,1,2 \
         --out runs/study-cpu      # SmolLM2-135M on CPU: about 2 hours per (H, seed) at H=2, more beyond
     python benchmarks/distillation_study.py --report-only ...   # aggregate what is evaluated so far
+    python benchmarks/distillation_study.py ... --merge docs/figures/study_cpu_v2.json  # with other sessions' runs
 
 For every horizon H and seed it runs the whole pipeline (resumable: rerun the same command after an
 interruption), then trains what the pipeline does not:
