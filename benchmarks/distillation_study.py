@@ -5,6 +5,7 @@
         --out runs/study-cpu      # SmolLM2-135M on CPU: about 2 hours per (H, seed) at H=2, more beyond
     python benchmarks/distillation_study.py --report-only ...   # aggregate what is evaluated so far
     python benchmarks/distillation_study.py ... --merge docs/figures/study_cpu_v2.json  # with other sessions' runs
+    python benchmarks/distillation_study.py ... --eval-n 50 --eval-seed 3000   # re-test trained policies elsewhere
 
 For every horizon H and seed it runs the whole pipeline (resumable: rerun the same command after an
 interruption), then trains what the pipeline does not:
@@ -35,7 +36,7 @@ from score_distill.config import load_config
 from score_distill.pipeline import Pipeline
 from score_distill.stages.evaluate import metrics
 from score_distill.trajectory import Task, Trajectory
-from score_distill.utils.jsonl import read_jsonl, write_json
+from score_distill.utils.jsonl import read_jsonl, write_json, write_jsonl
 
 METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init", "score_sft", "score_rl",
            "rl_long_horizon", "rl_sparse_reward"]
@@ -64,8 +65,60 @@ def _more_train_tasks(pipe: Pipeline, n_more: int) -> list[Task]:
                 if t.id not in have:
                     t.meta["suite_key"] = f"{suite}@H{h}"
                     more.append(t)
-    more, _ = dedupe_against_eval(more, read_jsonl(pipe.stage_dir("tasks") / "eval.jsonl", Task))
+    more, _ = dedupe_against_eval(more, _held_out_tasks(pipe))
     return more
+
+
+def _held_out_tasks(pipe: Pipeline) -> list[Task]:
+    """Every held-out set of the run: the pipeline's and the study's wider ones (``eval-s*-n*``)."""
+    files = [pipe.stage_dir("tasks") / "eval.jsonl", *sorted(pipe.dir.glob("eval-s*-n*/tasks.jsonl"))]
+    return [t for f in files for t in read_jsonl(f, Task)]
+
+
+def _trained_on(pipe: Pipeline) -> list[Task]:
+    """Every task any policy of the run was trained on (the equal-budget BC's further tasks included)."""
+    tasks = read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)
+    extra = pipe.stage_dir("bc_equal_budget") / "extra_teacher_trajectories.jsonl"
+    return tasks + ([t.task for t in read_jsonl(extra, Trajectory)] if extra.exists() else [])
+
+
+def held_out_dir(pipe: Pipeline, n: int | None, seed: int | None) -> Path:
+    if n is None:
+        return pipe.stage_dir("eval")
+    return pipe.dir / f"eval-s{pipe.cfg.tasks.eval_seed if seed is None else seed}-n{n}"
+
+
+def held_out_set(pipe: Pipeline, n: int | None, seed: int | None) -> tuple[dict[str, list[Task]] | None, Path]:
+    """Where the study evaluates: the run's own held-out tasks (``eval/``), or, with ``n`` (and ``seed``, the
+    task stream, by default the run's ``tasks.eval_seed``), ``n`` tasks per suite of that stream in
+    ``eval-s<seed>-n<n>/``: a wider evaluation, or one on a stream nobody tuned on, of the same trained
+    policies. Its tasks are fixed the first time (``tasks.jsonl``); any that a policy trained on are dropped."""
+    if n is None:
+        return None, pipe.stage_dir("eval")
+    from score_distill.tasks.contamination import dedupe_against_eval
+    from score_distill.tasks.registry import make_tasks
+
+    tc = pipe.cfg.tasks
+    seed = tc.eval_seed if seed is None else seed
+    d = held_out_dir(pipe, n, seed)
+    path = d / "tasks.jsonl"
+    if not path.exists():
+        tasks = []
+        for suite in tc.suites:
+            for h in tc.horizons:
+                for t in make_tasks(suite, n, h, seed, split="eval"):
+                    t.meta["suite_key"] = f"{suite}@H{h}"
+                    tasks.append(t)
+        kept, report = dedupe_against_eval(tasks, _trained_on(pipe))
+        if len(kept) < len(tasks):
+            print(f"   {len(tasks) - len(kept)} of {len(tasks)} tasks of stream {seed} are training tasks of this "
+                  "run: left out", file=sys.stderr)
+        d.mkdir(parents=True, exist_ok=True)
+        write_jsonl(path, kept)
+    suites: dict[str, list[Task]] = {}
+    for t in read_jsonl(path, Task):
+        suites.setdefault(t.meta["suite_key"], []).append(t)
+    return suites, d
 
 
 def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
@@ -139,10 +192,13 @@ def train_ablation(pipe: Pipeline, name: str, flags: dict[str, Any]) -> str | No
     return str(model)
 
 
-def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str]) -> None:
+def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str],
+             where: tuple[dict[str, list[Task]] | None, Path]) -> None:
     """Evaluate ``policies`` now (each as soon as it is trained, so an interrupted or partial study
-    has figures); the time of each policy's evaluation is kept in ``eval/study_eval.json``."""
-    times_p = pipe.stage_dir("eval") / "study_eval.json"
+    has figures) on the held-out set ``where`` (``held_out_set``); the time of each policy's evaluation
+    is kept in its ``study_eval.json``."""
+    suites, eval_dir = where
+    times_p = eval_dir / "study_eval.json"
     times = json.loads(times_p.read_text()) if times_p.exists() else {}
     todo = [p for p in policies if p not in times]
     if not todo:
@@ -151,15 +207,16 @@ def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str]) -> None
     for policy in todo:
         pipe.cfg.eval.policies = [policy]
         t0 = time.perf_counter()
-        pipe.stage_eval()
+        pipe.stage_eval(suites, eval_dir if suites is not None else None)
         times[policy] = round(time.perf_counter() - t0, 2)
         write_json(times_p, times)
 
 
 def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
-            config_file: str | None = None, report_only: bool = False) -> dict[str, Any] | None:
+            config_file: str | None = None, report_only: bool = False,
+            eval_n: int | None = None, eval_seed: int | None = None) -> dict[str, Any] | None:
     """Train and evaluate everything for one (H, seed); with ``report_only``, only read what is on disk
-    (None when nothing of this run is evaluated yet)."""
+    (None when nothing of this run is evaluated yet). ``eval_n``/``eval_seed``: see ``held_out_set``."""
     run_dir = out / f"H{h}-seed{seed}"
     cfg = load_config(config_file, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
                              f"tasks.train_seed={1000 + 7 * seed}", f"agent.max_steps={max(h + 3, 6)}",
@@ -167,7 +224,8 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
     cfg.name = f"study-H{h}-s{seed}"
     pipe = Pipeline(cfg, run_dir, preset=preset)
     t0 = time.perf_counter()
-    results_p = pipe.stage_dir("eval") / "results.json"
+    eval_dir = held_out_dir(pipe, eval_n, eval_seed)
+    results_p = eval_dir / "results.json"
     if report_only:
         if not results_p.exists():
             return None
@@ -177,47 +235,52 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         try:
             # Each policy is evaluated right after the stage that makes it: a study cut off mid-way
             # (CPU sessions are shorter than one (H, seed)) still has figures for what it trained.
+            pipe.run(to_stage="tasks")
+            where = held_out_set(pipe, eval_n, eval_seed)
             for stage, policies in STAGE_POLICIES:
                 pipe.run(to_stage=stage)
-                evaluate(pipe, [p for p in policies if p in wanted], extra)
+                evaluate(pipe, [p for p in policies if p in wanted], extra, where)
             # Equal-budget BC before the ablations: two of the four targets need it, none needs an ablation.
             m, _ = train_equal_budget_bc(pipe)
             if m:
                 extra["bc_equal_budget"] = m
-                evaluate(pipe, ["bc_equal_budget"], extra)
+                evaluate(pipe, ["bc_equal_budget"], extra, where)
             for name, flags in ABLATIONS.items():
                 m = train_ablation(pipe, name, flags)
                 if m:
                     extra[name] = m
-                    evaluate(pipe, [name], extra)
+                    evaluate(pipe, [name], extra, where)
         finally:
             pipe.close()
-    results = rescore(pipe.stage_dir("eval"), json.loads(results_p.read_text()))
+    results = rescore(eval_dir, json.loads(results_p.read_text()))
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
     for name in (*ABLATIONS, "bc_equal_budget"):
         if (st := pipe.stage_state(name) or {}).get("seconds"):
             stages[name] = st["seconds"]
-    times_p = pipe.stage_dir("eval") / "study_eval.json"
+    times_p = eval_dir / "study_eval.json"
     times = json.loads(times_p.read_text()) if times_p.exists() else {}
     if times:
         stages["eval"] = round(sum(times.values()), 1)
     budget = {k: v for k, v in (pipe.stage_state("bc_equal_budget") or {}).items()
               if k in ("budget_tokens", "spent_tokens", "trajectories", "retained", "beyond_the_baseline")}
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    return {"h": h, "seed": seed, "setup": setup(preset, config_file, overrides),
+    n_held_out = {suite: m.get("n_tasks") for suite, m in next(iter(results.values()), {}).items()}
+    return {"h": h, "seed": seed, "setup": setup(preset, config_file, overrides, eval_n, eval_seed),
+            "held_out": {"dir": eval_dir.name, "n_tasks": n_held_out},
             "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine")},
             "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def setup(preset: str, config_file: str | None, overrides: list[str]) -> dict[str, Any]:
-    """What makes two studies' runs comparable: the preset, the configuration file's text and the overrides
-    (the per-run horizon and seed are the run's own keys)."""
+def setup(preset: str, config_file: str | None, overrides: list[str], eval_n: int | None = None,
+          eval_seed: int | None = None) -> dict[str, Any]:
+    """What makes two studies' runs comparable: the preset, the configuration file's text, the overrides and
+    the held-out set (the per-run horizon and seed are the run's own keys)."""
     text = Path(config_file).read_bytes() if config_file else b""
     return {"preset": preset, "config": config_file, "config_sha256": hashlib.sha256(text).hexdigest()[:16],
-            "overrides": list(overrides)}
+            "overrides": list(overrides), "eval_n": eval_n, "eval_seed": eval_seed}
 
 
 def merge_runs(runs: list[dict[str, Any]], files: list[str], want: dict[str, Any]) -> list[dict[str, Any]]:
@@ -412,21 +475,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", action="append", default=[], metavar="STUDY_JSON",
                     help="also aggregate the runs of an earlier study.json of the same setup (another session or "
                          "machine); a run evaluated under --out takes precedence. Repeatable.")
+    ap.add_argument("--eval-n", type=int, default=None, metavar="N",
+                    help="evaluate on N held-out tasks per suite (of --eval-seed's stream) instead of the run's own "
+                         "held-out set: a wider evaluation of the same trained policies, in RUN/eval-s<seed>-n<N>/")
+    ap.add_argument("--eval-seed", type=int, default=None, metavar="S",
+                    help="task stream of --eval-n (default: the configuration's tasks.eval_seed); a stream nobody "
+                         "tuned on re-tests every trained policy without retraining")
     ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
     args = ap.parse_args(argv)
+    if args.eval_seed is not None and args.eval_n is None:
+        ap.error("--eval-seed needs --eval-n (how many tasks of that stream)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for h in [int(x) for x in args.horizons.split(",")]:
         for seed in [int(x) for x in args.seeds.split(",")]:
             print(f"== H={h} seed={seed}", file=sys.stderr, flush=True)
-            run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only)
+            run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only,
+                          eval_n=args.eval_n, eval_seed=args.eval_seed)
             if run is None:
                 print(f"   H={h} seed={seed}: not evaluated yet, left out", file=sys.stderr)
                 continue
             runs.append(run)
             write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
-    runs = merge_runs(runs, args.merge, setup(args.preset, args.config, args.overrides))
+    runs = merge_runs(runs, args.merge, setup(args.preset, args.config, args.overrides, args.eval_n, args.eval_seed))
     if not runs:
         print("no evaluated runs", file=sys.stderr)
         return 1

@@ -435,14 +435,18 @@ class Pipeline:
             return st.get("model") if st else None
         return None
 
-    def stage_eval(self) -> dict[str, Any]:
+    def stage_eval(self, suites: dict[str, list[Task]] | None = None, eval_dir: Path | None = None) -> dict[str, Any]:
+        """Every policy of ``cfg.eval.policies`` on the run's held-out tasks, or on ``suites`` with its files
+        under ``eval_dir`` (another held-out set: the study's wider evaluation of trained policies)."""
         from score_distill.stages.evaluate import evaluate_policy, policy_runner
 
-        suites = self.eval_suites()
+        own = suites is None
+        suites = self.eval_suites() if own else suites
+        eval_dir = self.stage_dir("eval") if eval_dir is None else eval_dir
         seeds = self.cfg.eval.seeds
         results: dict[str, Any] = {}
         for policy in self.cfg.eval.policies:
-            out_dir = self.stage_dir("eval") / policy
+            out_dir = eval_dir / policy
             if policy == "teacher":
                 teacher = self.teacher
 
@@ -466,11 +470,12 @@ class Pipeline:
 
             results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir)
             gc.collect()
-        old = self.stage_dir("eval") / "results.json"
+        old = eval_dir / "results.json"
         if old.exists():  # keep figures of policies evaluated earlier (e.g. by the study)
             results = {**json.loads(old.read_text()), **results}
-        write_json(self.stage_dir("eval") / "results.json", results)
-        self._tensorboard_eval(results)
+        write_json(eval_dir / "results.json", results)
+        if own:
+            self._tensorboard_eval(results)
         return {"policies": sorted(results)}
 
     def _tensorboard_rl(self) -> None:

@@ -63,6 +63,19 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert [(r["h"], r.get("merged_from")) for r in merged["runs"]] == [(2, None), (4, str(other))]
     assert set(merged["aggregate"]["success"]["teacher"]) == {"2", "4"}
 
+    # A held-out set of another stream re-tests every trained policy without training anything again.
+    assert study.main([*args, "--eval-n", "3", "--eval-seed", "7000"]) == 0
+    (wide,) = json.loads((out / "study.json").read_text())["runs"]
+    assert wide["held_out"] == {"dir": "eval-s7000-n3", "n_tasks": {"math@H2": 3}}
+    assert set(wide["results"]) == set(study.METHODS) and wide["setup"]["eval_n"] == 3
+    assert [p.stat().st_mtime for p in models] == mtimes
+    wide_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "eval-s7000-n3" / "tasks.jsonl").open()}
+    assert len(wide_ids) == 3 and not wide_ids & (train_ids | eval_ids | set(extra_ids))
+    assert study.main([*args, "--report-only", "--eval-n", "3", "--eval-seed", "7000"]) == 0
+    assert json.loads((out / "study.json").read_text())["runs"][0]["results"] == wide["results"]
+    with pytest.raises(SystemExit):
+        study.main([*args, "--eval-seed", "7000"])
+
 
 def test_targets_are_judged_on_the_figures_given(benchmark_script):
     study = benchmark_script("distillation_study")
