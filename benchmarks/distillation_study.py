@@ -93,14 +93,14 @@ def held_out_set(pipe: Pipeline, n: int | None, seed: int | None) -> tuple[dict[
     task stream, by default the run's ``tasks.eval_seed``), ``n`` tasks per suite of that stream in
     ``eval-s<seed>-n<n>/``: a wider evaluation, or one on a stream nobody tuned on, of the same trained
     policies. Its tasks are fixed the first time (``tasks.jsonl``); any that a policy trained on are dropped."""
+    d = held_out_dir(pipe, n, seed)
     if n is None:
-        return None, pipe.stage_dir("eval")
+        return None, d
     from score_distill.tasks.contamination import dedupe_against_eval
     from score_distill.tasks.registry import make_tasks
 
     tc = pipe.cfg.tasks
     seed = tc.eval_seed if seed is None else seed
-    d = held_out_dir(pipe, n, seed)
     path = d / "tasks.jsonl"
     if not path.exists():
         tasks = []
@@ -109,7 +109,7 @@ def held_out_set(pipe: Pipeline, n: int | None, seed: int | None) -> tuple[dict[
                 for t in make_tasks(suite, n, h, seed, split="eval"):
                     t.meta["suite_key"] = f"{suite}@H{h}"
                     tasks.append(t)
-        kept, report = dedupe_against_eval(tasks, _trained_on(pipe))
+        kept, _ = dedupe_against_eval(tasks, _trained_on(pipe))
         if len(kept) < len(tasks):
             print(f"   {len(tasks) - len(kept)} of {len(tasks)} tasks of stream {seed} are training tasks of this "
                   "run: left out", file=sys.stderr)
@@ -234,7 +234,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         extra: dict[str, str] = {}
         try:
             # Each policy is evaluated right after the stage that makes it: a study cut off mid-way
-            # (CPU sessions are shorter than one (H, seed)) still has figures for what it trained.
+            # still has figures for what it trained.
             pipe.run(to_stage="tasks")
             where = held_out_set(pipe, eval_n, eval_seed)
             for stage, policies in STAGE_POLICIES:
