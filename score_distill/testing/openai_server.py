@@ -253,6 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a handler stuck in a delay must not block shutdown
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: with more concurrent clients on a loaded machine the kernel
+    # drops SYNs, the client's retransmit (1 s) outlasts short test timeouts, and an attempt that never reached
+    # the server is counted by the client only. Real servers listen with a deep backlog too.
+    request_queue_size = 128
     responder: Responder
     faults: deque[Fault]
     requests: list[RecordedRequest]

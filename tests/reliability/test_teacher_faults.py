@@ -33,7 +33,7 @@ from score_distill.utils.jsonl import read_jsonl, write_jsonl
 
 TRANSPORT_RETRIES = 1  # OpenAIPolicy: attempts per request = 2
 TEACHER_RETRIES = 1  # LLMTeacher: rounds per request = 2
-CLIENT_TIMEOUT_S = 0.5
+CLIENT_TIMEOUT_S = 2.0  # well above a loaded CI machine's response time, well below Fault.timeout(5)
 PERSISTENT_TRANSPORT = (TRANSPORT_RETRIES + 1) * (TEACHER_RETRIES + 1)  # requests for a fault that never heals
 PERSISTENT_INVALID = TEACHER_RETRIES + 1
 
