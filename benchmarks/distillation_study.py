@@ -268,7 +268,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
     n_held_out = {suite: m.get("n_tasks") for suite, m in next(iter(results.values()), {}).items()}
     return {"h": h, "seed": seed, "setup": setup(preset, config_file, overrides, eval_n, eval_seed),
             "held_out": {"dir": eval_dir.name, "n_tasks": n_held_out},
-            "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine")},
+            "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine", "history")},
             "results": results, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}

@@ -128,6 +128,10 @@ class Pipeline:
             "git_revision": _git_revision(),
             "machine": _machine(),
         }
+        # Every command that worked in this folder, in order: a resumed run's figures come from all of them,
+        # so "command"/"git_revision" (the latest) alone would misstate how its earlier stages were made.
+        this = {k: manifest[k] for k in ("created", "command", "git_revision")}
+        history = [this]
         path = self.dir / "manifest.json"
         if path.exists():
             old = json.loads(path.read_text())
@@ -136,6 +140,9 @@ class Pipeline:
                               "stages are kept (use --from STAGE to redo them).[/]")
             manifest["created"] = old.get("created", manifest["created"])
             manifest["resumed"] = old.get("resumed", 0) + 1
+            history = old.get("history") or [{k: old.get(k) for k in ("created", "command", "git_revision")}]
+            history.append(this)
+        manifest["history"] = history
         write_json(path, manifest)
         write_atomic(self.dir / "config.yaml", dump_config(self.cfg))
 

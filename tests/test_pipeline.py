@@ -75,8 +75,13 @@ def test_tiny_pipeline_runs_every_stage(reference_run):
 
 def test_rerun_is_idempotent(reference_run):
     before = (reference_run / "mps" / "trajectories.jsonl").read_bytes()
+    history = json.loads((reference_run / "manifest.json").read_text())["history"]
     r = run_cli(reference_run)
     assert r.returncode == 0, r.stderr[-2000:]
+    # The manifest keeps every command that worked in the folder, not only the latest.
+    manifest = json.loads((reference_run / "manifest.json").read_text())
+    assert manifest["history"][:-1] == history and manifest["history"][0]["created"] == manifest["created"]
+    assert manifest["history"][-1]["command"] == manifest["command"] and "run" in manifest["command"]
     assert "mps: done, skipped" in r.stderr
     assert (reference_run / "mps" / "trajectories.jsonl").read_bytes() == before
 
