@@ -2,7 +2,8 @@
 
 A run lives in one directory::
 
-    RUN/manifest.json            resolved config, seed, package versions, git revision, machine
+    RUN/manifest.json            resolved config, seed, package versions, git revision, machine, and the
+                                 history of every command run in the folder (a resumed run's stages come from several)
     RUN/<stage>/stage.json       written last, atomically: the stage is done (seconds, outputs)
     RUN/tasks/{train,eval,bc,mps}.jsonl
     RUN/bc_init/teacher_trajectories.jsonl, RUN/bc_init/model/
