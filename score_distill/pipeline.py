@@ -100,6 +100,7 @@ class Pipeline:
         self._search = None
         # Models trained outside the stage list (the study's ablations) that the eval stage should also score.
         self.extra_policies: dict[str, str] = {}
+        self._manifest_written = False
 
     # ----- run directory
     def stage_dir(self, stage: str) -> Path:
@@ -118,6 +119,10 @@ class Pipeline:
         write_json(self.stage_dir(stage) / "stage.json", {"status": "done", "seconds": round(seconds, 2), **info})
 
     def write_manifest(self) -> None:
+        # Once per command: a caller that runs the stages in several calls (the study) is one resumption, not many.
+        if self._manifest_written:
+            return
+        self._manifest_written = True
         manifest = {
             "name": self.cfg.name,
             "preset": self.preset,
