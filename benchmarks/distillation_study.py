@@ -447,6 +447,13 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
             row = agg[key].get(method, {})
             cells = [f"{row[h]['mean']:.3f} ± {row[h]['std']:.3f}" if h in row else "-" for h in hs]
             print(f"{method:18s}" + "".join(f"{c:>16s}" for c in cells))
+    # Each run's own figure too: with a few seeds, mean ± std hides which seed did what.
+    cols = [(r["h"], r["seed"]) for r in runs]
+    print("\nsuccess per run (H/seed; suites averaged)")
+    print(f"{'method':18s}" + "".join(f"{f'H={h}/s{s}':>10s}" for h, s in cols))
+    for method in METHODS:
+        cells = [f"{v:.3f}" if (v := _success(r, method)) is not None else "-" for r in runs]
+        print(f"{method:18s}" + "".join(f"{c:>10s}" for c in cells))
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
