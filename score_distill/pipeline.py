@@ -136,7 +136,8 @@ class Pipeline:
         }
         # Every command that worked in this folder, in order: a resumed run's figures come from all of them,
         # so "command"/"git_revision" (the latest) alone would misstate how its earlier stages were made.
-        this = {k: manifest[k] for k in ("created", "command", "git_revision")}
+        keys = ("created", "command", "git_revision")
+        this = {k: manifest[k] for k in keys}
         history = [this]
         path = self.dir / "manifest.json"
         if path.exists():
@@ -146,7 +147,7 @@ class Pipeline:
                               "stages are kept (use --from STAGE to redo them).[/]")
             manifest["created"] = old.get("created", manifest["created"])
             manifest["resumed"] = old.get("resumed", 0) + 1
-            history = old.get("history") or [{k: old.get(k) for k in ("created", "command", "git_revision")}]
+            history = old.get("history") or [{k: old.get(k) for k in keys}]
             history.append(this)
         manifest["history"] = history
         write_json(path, manifest)
