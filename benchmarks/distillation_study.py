@@ -16,7 +16,8 @@ interruption), then trains what the pipeline does not:
   further tasks of the same training streams when the budget buys more than the baseline's tasks;
 evaluates every policy on held-out tasks (eval seeds and H are arguments: rerun on seeds nobody tuned
 on), prints a table of success mean ± std per method and H, teacher tokens per retained trajectory,
-wall time per stage, checks the targets, and writes ``study.json`` and plots (success and key-step
+wall time per stage, compares methods episode by episode on the same held-out tasks (sign tests), checks
+the targets, and writes ``study.json`` and plots (success and key-step
 progress vs H; success vs teacher tokens) into ``--out``. "Progress" is the share of a task's key steps
 a policy gets right before its first critical error (the oracle's rule): graded where success is not.
 """
@@ -44,6 +45,10 @@ METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init
 STAGE_POLICIES = [("tasks", ["student_init", "teacher"]), ("bc_init", ["bc_init"]), ("bc_baseline", ["bc_baseline"]),
                   ("score_sft", ["score_sft"]), ("score_rl", ["score_rl"])]
 ABLATIONS = {"rl_long_horizon": {"long_horizon": True}, "rl_sparse_reward": {"sparse_reward": True}}
+# Compared episode by episode on the same held-out tasks and sampling seeds (``paired``): with 10-50 tasks,
+# a gap of a few points between two methods is only worth reporting with its sign test.
+PAIRS = [("score_rl", "bc_baseline"), ("score_rl", "bc_equal_budget"), ("score_sft", "bc_baseline"),
+         ("score_rl", "score_sft"), ("score_rl", "rl_long_horizon"), ("score_rl", "rl_sparse_reward")]
 
 
 def _tokens(t: Trajectory) -> int:
@@ -252,7 +257,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
                     evaluate(pipe, [name], extra, where)
         finally:
             pipe.close()
-    results = rescore(eval_dir, json.loads(results_p.read_text()))
+    results, episodes = rescore(eval_dir, json.loads(results_p.read_text()))
     summary = pipe.summary()
     stages = {s: v.get("seconds") for s, v in summary["stages"].items() if v.get("seconds")}
     for name in (*ABLATIONS, "bc_equal_budget"):
@@ -269,7 +274,7 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
     return {"h": h, "seed": seed, "setup": setup(preset, config_file, overrides, eval_n, eval_seed),
             "held_out": {"dir": eval_dir.name, "n_tasks": n_held_out},
             "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine", "history")},
-            "results": results, "teacher_tokens": summary["teacher_tokens"],
+            "results": results, "episodes": episodes, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "stage_seconds": stages, "eval_seconds": times,
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(time.perf_counter() - t0, 1)}
 
@@ -307,16 +312,22 @@ def merge_runs(runs: list[dict[str, Any]], files: list[str], want: dict[str, Any
     return sorted(merged, key=lambda r: (r["h"], r["seed"]))
 
 
-def rescore(eval_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
+def rescore(eval_dir: Path, results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Recompute every policy's metrics from its trajectory files, so runs evaluated by an older version
-    gain the metrics added since (``progress``) without decoding anything again."""
-    out = {}
+    gain the metrics added since (``progress``) without decoding anything again; and each episode's
+    score, ``{policy: {suite: {"seed<s>/<task id>": score}}}``, for the paired comparisons."""
+    out: dict[str, Any] = {}
+    episodes: dict[str, Any] = {}
     for policy, per_suite in results.items():
         out[policy] = {}
         for suite, m in per_suite.items():
             files = sorted((eval_dir / policy / suite).glob("seed*.jsonl"))
-            out[policy][suite] = metrics([read_jsonl(f, Trajectory) for f in files]) if files else m
-    return out
+            per_seed = [read_jsonl(f, Trajectory) for f in files]
+            out[policy][suite] = metrics(per_seed) if files else m
+            if files:
+                episodes.setdefault(policy, {})[suite] = {f"{f.stem}/{t.task.id}": t.score
+                                                          for f, trajs in zip(files, per_seed) for t in trajs}
+    return out, episodes
 
 
 def _success(res: dict[str, Any], method: str, key: str = "success_mean") -> float | None:
@@ -339,6 +350,32 @@ def _table(runs: list[dict[str, Any]], key: str) -> dict[str, dict[int, dict[str
     return table
 
 
+def paired(runs: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """H -> "a vs b" -> episodes where a scored higher than b, lower, the same, and the two-sided sign
+    test's p-value, over every run of that H that kept its episodes (records of studies before they were
+    kept have none). An episode is one held-out task under one sampling seed, the same for a and b."""
+    from scipy.stats import binomtest
+
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for h in sorted({r["h"] for r in runs}):
+        for a, b in PAIRS:
+            better = worse = same = used = 0
+            for r in (r for r in runs if r["h"] == h):
+                ea, eb = r.get("episodes", {}).get(a, {}), r.get("episodes", {}).get(b, {})
+                pairs = [(sa[k], eb[suite][k]) for suite, sa in ea.items() if suite in eb
+                         for k in sa if k in eb[suite]]
+                used += bool(pairs)
+                better += sum(x > y for x, y in pairs)
+                worse += sum(x < y for x, y in pairs)
+                same += sum(x == y for x, y in pairs)
+            if used:
+                n = better + worse
+                out.setdefault(h, {})[f"{a} vs {b}"] = {
+                    "better": better, "worse": worse, "same": same, "runs": used,
+                    "p": binomtest(better, n).pvalue if n else 1.0}
+    return out
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     table = _table(runs, "success_mean")
     progress = _table(runs, "progress")
@@ -349,7 +386,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
         cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
-    return {"success": table, "progress": progress, "cost": cost}
+    return {"success": table, "progress": progress, "cost": cost, "paired": paired(runs)}
 
 
 def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
@@ -454,6 +491,14 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     for method in METHODS:
         cells = [f"{v:.3f}" if (v := _success(r, method)) is not None else "-" for r in runs]
         print(f"{method:18s}" + "".join(f"{c:>10s}" for c in cells))
+    print("\npaired on the same held-out episodes (a vs b: episodes a scored higher / lower / the same; two-sided "
+          "sign test)")
+    if not agg["paired"]:
+        print("  none: no run kept its episodes")
+    for h, comparisons in agg["paired"].items():
+        for name, c in comparisons.items():
+            print(f"  H={h} {name:34s} {c['better']:>3d} / {c['worse']:>3d} / {c['same']:>3d}   p = {c['p']:.3f}"
+                  f"   ({c['runs']} run{'s' if c['runs'] > 1 else ''})")
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")

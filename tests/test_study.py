@@ -22,6 +22,14 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
         m = run["results"][method]["math@H2"]
         assert 0.0 <= m["progress"] <= 1.0 and m["n_tasks"] == 2
     assert run["results"]["teacher"]["math@H2"]["progress"] == 1.0
+    # Every episode's score is kept, keyed by sampling seed and task, for the paired comparisons.
+    eval_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "tasks" / "eval.jsonl").open()}
+    assert set(run["episodes"]) == set(study.METHODS)
+    assert set(run["episodes"]["teacher"]["math@H2"]) == {f"seed0/{i}" for i in eval_ids}
+    assert set(run["episodes"]["teacher"]["math@H2"].values()) == {1.0}
+    (h, comparisons), = first["aggregate"]["paired"].items()
+    assert h == "2" and set(comparisons) == {f"{a} vs {b}" for a, b in study.PAIRS}
+    assert all(c["better"] + c["worse"] + c["same"] == 2 and c["runs"] == 1 for c in comparisons.values())
     assert {"bc_init", "bc_baseline", "mps", "score_sft", "score_rl", "rl_long_horizon", "rl_sparse_reward",
             "bc_equal_budget", "eval"} <= set(run["stage_seconds"])
     eq = run["equal_budget"]
@@ -31,7 +39,6 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert eq["beyond_the_baseline"] > 0 and eq["trajectories"] == 6 + eq["beyond_the_baseline"]
     extra = out / "H2-seed0" / "bc_equal_budget" / "extra_teacher_trajectories.jsonl"
     train_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "tasks" / "train.jsonl").open()}
-    eval_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "tasks" / "eval.jsonl").open()}
     extra_ids = [json.loads(line)["task"]["id"] for line in extra.open()]
     assert extra_ids and not set(extra_ids) & (train_ids | eval_ids)
     for png in ("success_vs_horizon.png", "progress_vs_horizon.png", "success_vs_teacher_tokens.png"):
@@ -39,6 +46,7 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert len(first["targets"]) == 4
     report = capsys.readouterr().out
     assert "key steps right before the first critical error" in report
+    assert "H=2 score_rl vs bc_baseline" in report.split("paired on the same held-out episodes")[1]
     per_run = report.split("success per run")[1].split("\n\n")[0].splitlines()
     assert per_run[1].split() == ["method", "H=2/s0"]
     rows = {line.split()[0]: line.split()[1:] for line in per_run[2:]}
@@ -102,6 +110,32 @@ def test_targets_are_judged_on_the_figures_given(benchmark_script):
     assert names[0][1] is False and names[1][1] is False and names[2][1] is True and names[3][1] is False
     # Nothing measured: every target is open (None), not met.
     assert [ok for _, ok, _ in study.targets(agg({}, {}))] == [None, None, None, None]
+
+
+def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
+    study = benchmark_script("distillation_study")
+
+    def run(h, rl, bc, extra=None):
+        eps = {"score_rl": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(rl)}},
+               "bc_baseline": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(bc)}}}
+        return {"h": h, "episodes": {**eps, **(extra or {})}}
+
+    # Two seeds of one H pool their episodes: SCoRe-RL better on 6, worse on none, 4 the same.
+    runs = [run(2, [1, 1, 1, 0, 1], [0, 0, 0, 0, 1]), run(2, [1, 1, 1, 0.5, 0], [0, 0, 1, 0.25, 0]),
+            {"h": 2, "results": {}},  # a record from before episodes were kept: left out, not an error
+            run(4, [1, 0], [0, 1])]
+    got = study.paired(runs)
+    c = got[2]["score_rl vs bc_baseline"]
+    assert (c["better"], c["worse"], c["same"], c["runs"]) == (6, 0, 4, 2)
+    assert c["p"] == pytest.approx(2 / 2**6)  # two-sided: all 6 one way or all 6 the other
+    assert got[4]["score_rl vs bc_baseline"]["p"] == pytest.approx(1.0)
+    # A pair with a method nobody evaluated is not reported; one never differing has p = 1.
+    assert "score_rl vs score_sft" not in got[2]
+    same = study.paired([run(2, [1, 0], [1, 0])])[2]["score_rl vs bc_baseline"]
+    assert (same["better"], same["worse"], same["p"]) == (0, 0, 1.0)
+    # Episodes are matched by key: a task only one method ran is not a pair.
+    odd = run(2, [1, 1], [0])
+    assert study.paired([odd])[2]["score_rl vs bc_baseline"]["better"] == 1
 
 
 def test_merge_refuses_runs_of_another_setup(tmp_path, benchmark_script):
