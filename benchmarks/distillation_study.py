@@ -494,7 +494,7 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     print("\npaired on the same held-out episodes (a vs b: episodes a scored higher / lower / the same; two-sided "
           "sign test)")
     if not agg["paired"]:
-        print("  none: no run kept its episodes")
+        print("  none: no run has both methods of a pair evaluated with their episodes kept")
     for h, comparisons in agg["paired"].items():
         for name, c in comparisons.items():
             print(f"  H={h} {name:34s} {c['better']:>3d} / {c['worse']:>3d} / {c['same']:>3d}   p = {c['p']:.3f}"
