@@ -115,10 +115,9 @@ def test_targets_are_judged_on_the_figures_given(benchmark_script):
 def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
     study = benchmark_script("distillation_study")
 
-    def run(h, rl, bc, extra=None):
-        eps = {"score_rl": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(rl)}},
-               "bc_baseline": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(bc)}}}
-        return {"h": h, "episodes": {**eps, **(extra or {})}}
+    def run(h, rl, bc):
+        return {"h": h, "episodes": {"score_rl": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(rl)}},
+                                     "bc_baseline": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(bc)}}}}
 
     # Two seeds of one H pool their episodes: SCoRe-RL better on 6, worse on none, 4 the same.
     runs = [run(2, [1, 1, 1, 0, 1], [0, 0, 0, 0, 1]), run(2, [1, 1, 1, 0.5, 0], [0, 0, 1, 0.25, 0]),
