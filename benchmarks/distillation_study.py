@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from score_distill.config import load_config
-from score_distill.pipeline import Pipeline
+from score_distill.pipeline import STAGES, Pipeline
 from score_distill.stages.evaluate import metrics
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_json, write_jsonl
@@ -141,7 +141,7 @@ def train_equal_budget_bc(pipe: Pipeline) -> tuple[str | None, dict[str, Any]]:
     bc_init = read_jsonl(pipe.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory)
     mps = json.loads((pipe.stage_dir("mps") / "stats.json").read_text())
     budget = sum(_tokens(t) for t in bc_init) + mps["teacher_tokens"]
-    pool = read_jsonl(pipe.stage_dir("bc_baseline") / "teacher_trajectories.jsonl", Trajectory)
+    pool = pipe.baseline_teacher_trajectories()  # the baseline's, or solved now where it was not trained
     chosen: list[Trajectory] = []
     spent = 0
 
@@ -217,11 +217,20 @@ def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str],
         write_json(times_p, times)
 
 
+# The last pipeline stage each method needs (the ablations need SCoRe-RL's items; equal-budget BC, MPS's cost).
+NEEDS_STAGE = {"student_init": "tasks", "teacher": "tasks", "bc_init": "bc_init", "bc_baseline": "bc_baseline",
+               "score_sft": "score_sft", "bc_equal_budget": "score_sft", "score_rl": "score_rl",
+               "rl_long_horizon": "score_rl", "rl_sparse_reward": "score_rl"}
+
+
 def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
             config_file: str | None = None, report_only: bool = False,
-            eval_n: int | None = None, eval_seed: int | None = None) -> dict[str, Any] | None:
+            eval_n: int | None = None, eval_seed: int | None = None,
+            methods: list[str] | None = None) -> dict[str, Any] | None:
     """Train and evaluate everything for one (H, seed); with ``report_only``, only read what is on disk
-    (None when nothing of this run is evaluated yet). ``eval_n``/``eval_seed``: see ``held_out_set``."""
+    (None when nothing of this run is evaluated yet). ``eval_n``/``eval_seed``: see ``held_out_set``.
+    ``methods``: evaluate only these, and train only what they need (the rest of a run measured in another
+    session comes in with ``--merge``); the stages they build on are trained all the same."""
     run_dir = out / f"H{h}-seed{seed}"
     cfg = load_config(config_file, [*overrides, f"tasks.horizons=[{h}]", f"seed={seed}",
                              f"tasks.train_seed={1000 + 7 * seed}", f"agent.max_steps={max(h + 3, 6)}",
@@ -235,7 +244,12 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         if not results_p.exists():
             return None
     else:
-        wanted = set(pipe.cfg.eval.policies)
+        # The pipeline's policies its configuration evaluates, and the study's own.
+        wanted = set(methods or METHODS) & {*pipe.cfg.eval.policies, "bc_equal_budget", *ABLATIONS}
+        if "bc_baseline" not in wanted:
+            # Changes no other policy: only equal-budget BC reads the baseline, and only its teacher trajectories.
+            pipe.cfg.bc_baseline.enabled = False
+        last = max(STAGES.index(NEEDS_STAGE[m]) for m in wanted) if wanted else 0
         extra: dict[str, str] = {}
         try:
             # Each policy is evaluated right after the stage that makes it: a study cut off mid-way
@@ -243,14 +257,18 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
             pipe.run(to_stage="tasks")
             where = held_out_set(pipe, eval_n, eval_seed)
             for stage, policies in STAGE_POLICIES:
+                if STAGES.index(stage) > last:
+                    break
                 pipe.run(to_stage=stage)
                 evaluate(pipe, [p for p in policies if p in wanted], extra, where)
             # Equal-budget BC before the ablations: two of the four targets need it, none needs an ablation.
-            m, _ = train_equal_budget_bc(pipe)
+            m, _ = train_equal_budget_bc(pipe) if "bc_equal_budget" in wanted else (None, None)
             if m:
                 extra["bc_equal_budget"] = m
                 evaluate(pipe, ["bc_equal_budget"], extra, where)
             for name, flags in ABLATIONS.items():
+                if name not in wanted:
+                    continue
                 m = train_ablation(pipe, name, flags)
                 if m:
                     extra[name] = m
@@ -305,11 +323,38 @@ def merge_runs(runs: list[dict[str, Any]], files: list[str], want: dict[str, Any
                 raise SystemExit(f"--merge {f}: run H={r['h']} seed={r['seed']} was made with another setup "
                                  f"({got}) than this study ({want})")
             if (r["h"], r["seed"]) in have:
-                print(f"   H={r['h']} seed={r['seed']}: evaluated under --out, {f}'s copy left out", file=sys.stderr)
+                mine = next(m for m in merged if (m["h"], m["seed"]) == (r["h"], r["seed"]))
+                taken = fill_from(mine, r, f)
+                print(f"   H={r['h']} seed={r['seed']}: evaluated under --out"
+                      + (f"; {', '.join(taken)} taken from {f}" if taken else f", {f}'s copy left out"),
+                      file=sys.stderr)
                 continue
             have.add((r["h"], r["seed"]))
             merged.append({**r, "merged_from": f})
     return sorted(merged, key=lambda r: (r["h"], r["seed"]))
+
+
+def fill_from(mine: dict[str, Any], other: dict[str, Any], source: str) -> list[str]:
+    """Complete a run with what an earlier record of the same setup, H and seed measured and it did not (a
+    study run in pieces, ``--methods``): those policies' results and episodes, stage times and teacher costs.
+    What ``mine`` measured itself stays; ``merged_policies`` names what came from where."""
+    taken = [p for p in other["results"] if p not in mine["results"]]
+    for p in taken:
+        mine["results"][p] = other["results"][p]
+        if p in other.get("episodes", {}):
+            mine.setdefault("episodes", {})[p] = other["episodes"][p]
+        if p in other.get("eval_seconds", {}):
+            mine.setdefault("eval_seconds", {})[p] = other["eval_seconds"][p]
+    for key in ("teacher_tokens", "stage_seconds"):
+        for k, v in other.get(key, {}).items():
+            mine.setdefault(key, {}).setdefault(k, v)
+    if not mine.get("equal_budget") and other.get("equal_budget"):
+        mine["equal_budget"] = other["equal_budget"]
+    if taken:
+        mine.setdefault("merged_policies", {}).update({p: source for p in taken})
+        mine["stage_seconds"]["eval"] = round(sum(mine["eval_seconds"].values()), 1)
+        mine["seconds"] = round(sum(mine["stage_seconds"].values()), 1)
+    return taken
 
 
 def rescore(eval_dir: Path, results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -533,10 +578,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-seed", type=int, default=None, metavar="S",
                     help="task stream of --eval-n (default: the configuration's tasks.eval_seed); a stream nobody "
                          "tuned on re-tests every trained policy without retraining")
+    ap.add_argument("--methods", default=None, metavar="M1,M2",
+                    help=f"evaluate only these methods (of {','.join(METHODS)}) and train only what they need; "
+                         "with --merge, the rest of the same (H, seed) comes from the earlier study.json")
     ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
     args = ap.parse_args(argv)
     if args.eval_seed is not None and args.eval_n is None:
         ap.error("--eval-seed needs --eval-n (how many tasks of that stream)")
+    methods = args.methods.split(",") if args.methods else None
+    if unknown := sorted(set(methods or []) - set(METHODS)):
+        ap.error(f"--methods: unknown {', '.join(unknown)} (methods: {', '.join(METHODS)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
@@ -544,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in [int(x) for x in args.seeds.split(",")]:
             print(f"== H={h} seed={seed}", file=sys.stderr, flush=True)
             run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only,
-                          eval_n=args.eval_n, eval_seed=args.eval_seed)
+                          eval_n=args.eval_n, eval_seed=args.eval_seed, methods=methods)
             if run is None:
                 print(f"   H={h} seed={seed}: not evaluated yet, left out", file=sys.stderr)
                 continue

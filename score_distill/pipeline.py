@@ -354,16 +354,22 @@ class Pipeline:
         info = self.train_sft("bc_init", self.cfg.student.model, kept, self.cfg.bc.sft)
         return {**info, "teacher": teacher_cost(trajs)}
 
-    def stage_bc_baseline(self) -> dict[str, Any]:
-        from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
+    def baseline_teacher_trajectories(self) -> list[Trajectory]:
+        """The teacher's trajectories on every training task (resumable), in task order."""
+        from score_distill.stages.bc import solve_resumable
         from score_distill.utils.jsonl import append_jsonl
 
-        if not self.cfg.bc_baseline.enabled:
-            return {"model": None, "skipped": "disabled"}
         path = self.stage_dir("bc_baseline") / "teacher_trajectories.jsonl"
         if not path.exists():  # reuse the BC-init teacher trajectories: same teacher, same tasks
             append_jsonl(path, read_jsonl(self.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory))
-        trajs = solve_resumable(self.teacher, self._tasks("train"), path)
+        return solve_resumable(self.teacher, self._tasks("train"), path)
+
+    def stage_bc_baseline(self) -> dict[str, Any]:
+        from score_distill.stages.bc import rejection_sample, teacher_cost
+
+        if not self.cfg.bc_baseline.enabled:
+            return {"model": None, "skipped": "disabled"}
+        trajs = self.baseline_teacher_trajectories()
         kept = rejection_sample(trajs)
         info = self.train_sft("bc_baseline", self.cfg.student.model, kept, self.cfg.bc_baseline.sft)
         return {**info, "teacher": teacher_cost(trajs)}
