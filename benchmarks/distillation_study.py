@@ -338,7 +338,7 @@ def fill_from(mine: dict[str, Any], other: dict[str, Any], source: str) -> list[
     """Complete a run with what an earlier record of the same setup, H and seed measured and it did not (a
     study run in pieces, ``--methods``): those policies' results and episodes, stage times and teacher costs.
     What ``mine`` measured itself stays; ``merged_policies`` names what came from where."""
-    taken = [p for p in other["results"] if p not in mine["results"]]
+    taken = [p for p in other.get("results", {}) if p not in mine.setdefault("results", {})]
     for p in taken:
         mine["results"][p] = other["results"][p]
         if p in other.get("episodes", {}):
@@ -352,8 +352,9 @@ def fill_from(mine: dict[str, Any], other: dict[str, Any], source: str) -> list[
         mine["equal_budget"] = other["equal_budget"]
     if taken:
         mine.setdefault("merged_policies", {}).update({p: source for p in taken})
-        mine["stage_seconds"]["eval"] = round(sum(mine["eval_seconds"].values()), 1)
-        mine["seconds"] = round(sum(mine["stage_seconds"].values()), 1)
+        if mine.get("eval_seconds"):
+            mine["stage_seconds"]["eval"] = round(sum(mine["eval_seconds"].values()), 1)
+        mine["seconds"] = round(sum(mine.get("stage_seconds", {}).values()), 1)
     return taken
 
 

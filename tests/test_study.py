@@ -91,6 +91,27 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     with pytest.raises(SystemExit):
         study.main([*args, "--eval-seed", "7000"])
 
+    # A study in pieces: another session trains and evaluates only some methods (the baseline's training is
+    # skipped: nothing named needs it), and --merge completes the (H, seed) from the first record.
+    part = tmp_path / "part"
+    parts = [*args[:7], str(part), *args[8:], "--methods", "score_sft,bc_equal_budget", "--merge",
+             str(out / "first.json")]
+    (out / "first.json").write_text(json.dumps(first))
+    assert study.main(parts) == 0
+    (piece,) = json.loads((part / "study.json").read_text())["runs"]
+    assert not (part / "H2-seed0" / "bc_baseline" / "train").exists()
+    assert not (part / "H2-seed0" / "rl_long_horizon").exists()
+    assert json.loads((part / "H2-seed0" / "eval" / "study_eval.json").read_text()).keys() == {
+        "score_sft", "bc_equal_budget"}
+    assert set(piece["results"]) == set(study.METHODS)
+    assert set(piece["merged_policies"]) == set(study.METHODS) - {"score_sft", "bc_equal_budget"}
+    assert piece["results"]["bc_baseline"] == run["results"]["bc_baseline"]
+    assert piece["teacher_tokens"]["bc_baseline"] == run["teacher_tokens"]["bc_baseline"]
+    # Equal-budget BC had the teacher solve the baseline's tasks itself, the same trajectories as the first run.
+    assert piece["equal_budget"] == run["equal_budget"]
+    with pytest.raises(SystemExit):
+        study.main([*parts, "--methods", "score_sft,bc"])
+
 
 def test_targets_are_judged_on_the_figures_given(benchmark_script):
     study = benchmark_script("distillation_study")
@@ -145,6 +166,23 @@ def test_merge_refuses_runs_of_another_setup(tmp_path, benchmark_script):
     f.write_text(json.dumps({"runs": [{"h": 2, "seed": 1, "setup": want}, {"h": 2, "seed": 0, "setup": want}]}))
     assert [(r["seed"], "merged_from" in r) for r in study.merge_runs([mine], [str(f)], want)] == [(0, False),
                                                                                                    (1, True)]
+    # The same (H, seed) measured in two pieces: what this run lacks comes from the record, what it has stays.
+    mine = {"h": 2, "seed": 0, "setup": want, "results": {"score_rl": {"m": 0.8}, "teacher": {"m": 1.0}},
+            "eval_seconds": {"score_rl": 5.0, "teacher": 1.0}, "stage_seconds": {"mps": 10.0, "eval": 6.0},
+            "teacher_tokens": {"mps": {"tokens": 7}}, "equal_budget": {}}
+    earlier = {"h": 2, "seed": 0, "setup": want, "results": {"teacher": {"m": 0.5}, "bc_baseline": {"m": 0.7}},
+               "episodes": {"bc_baseline": {"math@H2": {"seed0/t": 1.0}}}, "eval_seconds": {"bc_baseline": 4.0},
+               "stage_seconds": {"mps": 99.0, "bc_baseline": 30.0},
+               "teacher_tokens": {"mps": {"tokens": 9}, "bc_baseline": {"per_retained": 950.0}},
+               "equal_budget": {"spent_tokens": 3}}
+    f.write_text(json.dumps({"runs": [earlier]}))
+    (got,) = study.merge_runs([mine], [str(f)], want)
+    assert got["results"] == {"score_rl": {"m": 0.8}, "teacher": {"m": 1.0}, "bc_baseline": {"m": 0.7}}
+    assert got["merged_policies"] == {"bc_baseline": str(f)} and "merged_from" not in got
+    assert got["episodes"] == earlier["episodes"]
+    assert got["stage_seconds"] == {"mps": 10.0, "bc_baseline": 30.0, "eval": 10.0} and got["seconds"] == 50.0
+    assert got["teacher_tokens"] == {"mps": {"tokens": 7}, "bc_baseline": {"per_retained": 950.0}}
+    assert got["equal_budget"] == {"spent_tokens": 3}
     f.write_text(json.dumps({"runs": [{"h": 2, "seed": 1, "setup": study.setup("default", None, [])}]}))
     with pytest.raises(SystemExit, match="another setup"):
         study.merge_runs([mine], [str(f)], want)
