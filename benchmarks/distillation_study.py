@@ -353,7 +353,7 @@ def fill_from(mine: dict[str, Any], other: dict[str, Any], source: str) -> list[
     if taken:
         mine.setdefault("merged_policies", {}).update({p: source for p in taken})
         if mine.get("eval_seconds"):
-            mine["stage_seconds"]["eval"] = round(sum(mine["eval_seconds"].values()), 1)
+            mine.setdefault("stage_seconds", {})["eval"] = round(sum(mine["eval_seconds"].values()), 1)
         mine["seconds"] = round(sum(mine.get("stage_seconds", {}).values()), 1)
     return taken
 
