@@ -217,10 +217,10 @@ def evaluate(pipe: Pipeline, policies: list[str], extra: dict[str, str],
         write_json(times_p, times)
 
 
-# The last pipeline stage each method needs (the ablations need SCoRe-RL's items; equal-budget BC, MPS's cost).
-NEEDS_STAGE = {"student_init": "tasks", "teacher": "tasks", "bc_init": "bc_init", "bc_baseline": "bc_baseline",
-               "score_sft": "score_sft", "bc_equal_budget": "score_sft", "score_rl": "score_rl",
-               "rl_long_horizon": "score_rl", "rl_sparse_reward": "score_rl"}
+# The last pipeline stage each method needs: the one that makes it, or, for the study's own policies, the
+# one they build on (equal-budget BC: MPS's teacher budget; the ablations: the items the SCoRe-RL stage writes).
+NEEDS_STAGE = {p: stage for stage, policies in STAGE_POLICIES for p in policies} | {
+    "bc_equal_budget": "mps", **dict.fromkeys(ABLATIONS, "score_rl")}
 
 
 def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
