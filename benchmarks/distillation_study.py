@@ -482,7 +482,13 @@ def _plot_vs_horizon(plt: Any, table: dict[str, Any], ylabel: str, path: Path) -
     plt.close(fig)
 
 
-def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
+def record_prefix(runs: list[dict[str, Any]], eval_n: int | None) -> str:
+    """The prefix of the record's and the plots' names: none for the study's own held-out set, "eval-s<S>-n<N>_"
+    for a wider one (--eval-n), whose record and plots then sit beside the study's own, never over them."""
+    return "" if eval_n is None else f"{runs[0]['held_out']['dir']}_"
+
+
+def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path, prefix: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -490,7 +496,7 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
 
     for key, ylabel, name in (("success", "success on held-out tasks", "success_vs_horizon.png"),
                               ("progress", "key steps right before the first error", "progress_vs_horizon.png")):
-        _plot_vs_horizon(plt, agg[key], ylabel, out / name)
+        _plot_vs_horizon(plt, agg[key], ylabel, out / f"{prefix}{name}")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, key in (("bc_baseline", "bc_baseline"), ("score_rl", None), ("bc_equal_budget", None)):
@@ -515,7 +521,7 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("success vs teacher budget (one point per H and seed)")
     fig.tight_layout()
-    fig.savefig(out / "success_vs_teacher_tokens.png", dpi=120)
+    fig.savefig(out / f"{prefix}success_vs_teacher_tokens.png", dpi=120)
     plt.close(fig)
 
 
@@ -575,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
                          "machine); a run evaluated under --out takes precedence. Repeatable.")
     ap.add_argument("--eval-n", type=int, default=None, metavar="N",
                     help="evaluate on N held-out tasks per suite (of --eval-seed's stream) instead of the run's own "
-                         "held-out set: a wider evaluation of the same trained policies, in RUN/eval-s<seed>-n<N>/")
+                         "held-out set: a wider evaluation of the same trained policies, in RUN/eval-s<seed>-n<N>/, recorded in "
+                         "OUT/eval-s<seed>-n<N>_study.json")
     ap.add_argument("--eval-seed", type=int, default=None, metavar="S",
                     help="task stream of --eval-n (default: the configuration's tasks.eval_seed); a stream nobody "
                          "tuned on re-tests every trained policy without retraining")
@@ -601,18 +608,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   H={h} seed={seed}: not evaluated yet, left out", file=sys.stderr)
                 continue
             runs.append(run)
-            write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
+            write_json(out / f"{record_prefix(runs, args.eval_n)}study.json",
+                       {"args": vars(args), "runs": runs, "aggregate": aggregate(runs)})
     runs = merge_runs(runs, args.merge, setup(args.preset, args.config, args.overrides, args.eval_n, args.eval_seed))
     if not runs:
         print("no evaluated runs", file=sys.stderr)
         return 1
     agg = aggregate(runs)
-    write_json(out / "study.json", {"args": vars(args), "runs": runs, "aggregate": agg,
+    prefix = record_prefix(runs, args.eval_n)
+    write_json(out / f"{prefix}study.json", {"args": vars(args), "runs": runs, "aggregate": agg,
                                     "targets": [{"target": n, "met": ok, "detail": d} for n, ok, d in targets(agg)]})
-    plots(agg, runs, out)
+    plots(agg, runs, out, prefix)
     print_report(agg, runs)
-    print(f"\nwrote {out / 'study.json'} and plots success_vs_horizon.png, progress_vs_horizon.png, "
-          "success_vs_teacher_tokens.png")
+    print(f"\nwrote {out / f'{prefix}study.json'} and plots {prefix}success_vs_horizon.png, "
+          f"{prefix}progress_vs_horizon.png, {prefix}success_vs_teacher_tokens.png")
     return 0
 
 

@@ -115,6 +115,15 @@ class Pipeline:
         except (OSError, json.JSONDecodeError):
             return None  # a torn marker cannot happen (atomic write); treat anything odd as not done
 
+    def stage_finished(self, stage: str) -> bool:
+        """Done, and still done under this configuration: a stage skipped because it was switched off is owed
+        once it is switched on (the study turns the BC baseline off for a run made in pieces, then on)."""
+        st = self.stage_state(stage)
+        if not st:
+            return False
+        section = getattr(self.cfg, stage, None)
+        return not (st.get("skipped") == "disabled" and getattr(section, "enabled", False))
+
     def _mark_done(self, stage: str, seconds: float, **info: Any) -> None:
         write_json(self.stage_dir(stage) / "stage.json", {"status": "done", "seconds": round(seconds, 2), **info})
 
@@ -222,11 +231,11 @@ class Pipeline:
         self.write_manifest()
         if from_stage:
             self.trash(STAGES[i0 : i1 + 1])
-        if self.cfg.teacher.kind == "llm" and any(not self.stage_state(s) for s in STAGES[i0 : i1 + 1]):
+        if self.cfg.teacher.kind == "llm" and any(not self.stage_finished(s) for s in STAGES[i0 : i1 + 1]):
             self.check_teacher_endpoint()
         try:
             for stage in STAGES[i0 : i1 + 1]:
-                if self.stage_state(stage):
+                if self.stage_finished(stage):
                     console.print(f"[dim]- {stage}: done, skipped[/]")
                     continue
                 console.rule(f"[bold]{stage}")

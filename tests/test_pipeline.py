@@ -148,3 +148,18 @@ def test_unreachable_teacher_endpoint_is_one_line(tmp_path, capsys):
                  "teacher.timeout_s=2"])
     err = capsys.readouterr().err
     assert code == 2 and "127.0.0.1:9" in err and "Traceback" not in err
+
+
+def test_a_stage_skipped_while_off_is_owed_once_switched_on(tmp_path):
+    from score_distill.config import load_config
+    from score_distill.pipeline import Pipeline
+
+    pipe = Pipeline(load_config(preset="tiny", overrides=["bc_baseline.enabled=false"]), tmp_path / "run",
+                    preset="tiny")
+    pipe.stage_dir("bc_baseline").mkdir(parents=True)
+    pipe._mark_done("bc_baseline", 0.0, **pipe.stage_bc_baseline())
+    assert pipe.stage_finished("bc_baseline")
+    pipe.cfg.bc_baseline.enabled = True
+    assert not pipe.stage_finished("bc_baseline")
+    pipe._mark_done("mps", 1.0)
+    assert pipe.stage_finished("mps") and not pipe.stage_finished("score_sft")

@@ -79,15 +79,18 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert set(merged["aggregate"]["success"]["teacher"]) == {"2", "4"}
 
     # A held-out set of another stream re-tests every trained policy without training anything again.
+    own_record = (out / "study.json").read_bytes()
     assert study.main([*args, "--eval-n", "3", "--eval-seed", "7000"]) == 0
-    (wide,) = json.loads((out / "study.json").read_text())["runs"]
+    assert (out / "study.json").read_bytes() == own_record  # the wider set's record sits beside it
+    assert (out / "eval-s7000-n3_success_vs_horizon.png").exists()
+    (wide,) = json.loads((out / "eval-s7000-n3_study.json").read_text())["runs"]
     assert wide["held_out"] == {"dir": "eval-s7000-n3", "n_tasks": {"math@H2": 3}}
     assert set(wide["results"]) == set(study.METHODS) and wide["setup"]["eval_n"] == 3
     assert [p.stat().st_mtime for p in models] == mtimes
     wide_ids = {json.loads(line)["id"] for line in (out / "H2-seed0" / "eval-s7000-n3" / "tasks.jsonl").open()}
     assert len(wide_ids) == 3 and not wide_ids & (train_ids | eval_ids | set(extra_ids))
     assert study.main([*args, "--report-only", "--eval-n", "3", "--eval-seed", "7000"]) == 0
-    assert json.loads((out / "study.json").read_text())["runs"][0]["results"] == wide["results"]
+    assert json.loads((out / "eval-s7000-n3_study.json").read_text())["runs"][0]["results"] == wide["results"]
     with pytest.raises(SystemExit):
         study.main([*args, "--eval-seed", "7000"])
 
@@ -111,6 +114,11 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert piece["equal_budget"] == run["equal_budget"]
     with pytest.raises(SystemExit):
         study.main([*parts, "--methods", "score_sft,bc"])
+    # A later piece that names the BC baseline trains it, though the first piece marked its stage skipped.
+    assert study.main([*parts[:-4], "--methods", "bc_baseline", "--merge", str(out / "first.json")]) == 0
+    assert json.loads((part / "H2-seed0" / "bc_baseline" / "stage.json").read_text())["trained"]
+    (piece,) = json.loads((part / "study.json").read_text())["runs"]
+    assert "bc_baseline" not in piece["merged_policies"] and "bc_baseline" in piece["eval_seconds"]
 
 
 def test_targets_are_judged_on_the_figures_given(benchmark_script):
