@@ -422,6 +422,25 @@ def paired(runs: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
     return out
 
 
+def mps_cost(run: dict[str, Any]) -> dict[str, float] | None:
+    """Why MPS costs what it costs, from one run's MPS statistics: a task the student solves alone costs the
+    teacher nothing (the reference answer checks it), every other task costs reviews and corrections. So
+    tokens per retained trajectory = (1 - solved alone) x tokens per helped task / retained share, and the
+    1/3-of-BC target holds once the student solves ``break_even_solved_alone`` of the tasks alone (at the
+    same cost per helped task and the same retention of helped tasks): a property of the student more than
+    of MPS. None when the run lacks the figures (no MPS, no BC baseline, nothing helped)."""
+    m, bc = run.get("mps") or {}, (run.get("teacher_tokens") or {}).get("bc_baseline", {}).get("per_retained")
+    n, alone = m.get("n_tasks") or 0, (m.get("status") or {}).get("solved_alone", 0)
+    if not bc or n == 0 or alone >= n or not m.get("teacher_tokens"):
+        return None
+    helped = m["teacher_tokens"] / (n - alone)
+    kept = max(0.0, min(1.0, (m.get("retained", 0) - alone) / (n - alone)))  # helped tasks that end correct
+    # (1-a) * helped <= bc/3 * (a + (1-a) * kept)  <=>  a >= (3 helped - bc kept) / (3 helped - bc kept + bc)
+    d = 3 * helped - bc * kept
+    return {"solved_alone": alone / n, "tokens_per_helped_task": helped, "helped_over_bc": helped / bc,
+            "break_even_solved_alone": max(0.0, d / (d + bc))}
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     table = _table(runs, "success_mean")
     progress = _table(runs, "progress")
@@ -432,6 +451,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
         cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
+        why = [b for r in rs if (b := mps_cost(r))]
+        for k in ("solved_alone", "helped_over_bc", "break_even_solved_alone"):
+            cost[h][k] = statistics.fmean(b[k] for b in why) if why else None
     return {"success": table, "progress": progress, "cost": cost, "paired": paired(runs)}
 
 
@@ -461,7 +483,10 @@ def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     ratios = [v["mps_per_retained"] / v["bc_per_retained"] for v in c.values()
               if v["mps_per_retained"] and v["bc_per_retained"]]
     out.append(("MPS teacher tokens per retained <= 1/3 of BC's", None if not ratios else max(ratios) <= 1 / 3,
-                f"ratios {[round(r, 3) for r in ratios]}"))
+                f"ratios {[round(r, 3) for r in ratios]}"
+                + "".join(f"; H={h}: student solved {v['solved_alone']:.0%} alone, needs "
+                          f"{v['break_even_solved_alone']:.0%}" for h, v in c.items()
+                          if v.get("break_even_solved_alone") is not None)))
     return out
 
 
@@ -554,6 +579,10 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
+        if v.get("break_even_solved_alone") is not None:
+            print(f"        the student solved {v['solved_alone']:.0%} of MPS tasks alone; a helped task cost "
+                  f"{v['helped_over_bc']:.2f} BC demonstrations; MPS reaches 1/3 of BC once the student "
+                  f"solves {v['break_even_solved_alone']:.0%} alone")
     print("\nwall time per stage (s, mean over seeds)")
     stages = sorted({s for r in runs for s in r["stage_seconds"]})
     for h in hs:

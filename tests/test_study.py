@@ -141,6 +141,32 @@ def test_targets_are_judged_on_the_figures_given(benchmark_script):
     assert [ok for _, ok, _ in study.targets(agg({}, {}))] == [None, None, None, None]
 
 
+def test_mps_cost_says_how_often_the_student_must_solve_alone(benchmark_script):
+    study = benchmark_script("distillation_study")
+    # H=4 seed 0 of study_cpu_v2 (docs/benchmarks.md): 70 tasks, 17 solved alone, all retained.
+    run = {"mps": {"n_tasks": 70, "status": {"solved_alone": 17, "corrected": 53}, "retained": 70,
+                   "teacher_tokens": 95643},
+           "teacher_tokens": {"bc_baseline": {"per_retained": 1960.15625}}}
+    got = study.mps_cost(run)
+    assert got["solved_alone"] == pytest.approx(17 / 70)
+    assert got["helped_over_bc"] == pytest.approx(95643 / 53 / 1960.15625)
+    assert got["break_even_solved_alone"] == pytest.approx(0.638, abs=1e-3)
+
+    def ratio(a: float, helped: float, kept: float, bc: float) -> float:  # MPS per retained / BC per retained
+        return (1 - a) * helped / (bc * (a + (1 - a) * kept))
+
+    # The measured ratio is what the decomposition gives at the measured share; at the break-even share, 1/3.
+    assert ratio(17 / 70, 95643 / 53, 1.0, 1960.15625) == pytest.approx(95643 / 70 / 1960.15625)
+    assert ratio(got["break_even_solved_alone"], 95643 / 53, 1.0, 1960.15625) == pytest.approx(1 / 3)
+    # Some helped tasks lost (not retained): more must be solved alone.
+    lossy = study.mps_cost({**run, "mps": {**run["mps"], "retained": 60}})
+    assert lossy["break_even_solved_alone"] > got["break_even_solved_alone"]
+    assert ratio(lossy["break_even_solved_alone"], 95643 / 53, 43 / 53, 1960.15625) == pytest.approx(1 / 3)
+    # Figures missing: no claim.
+    assert study.mps_cost({"mps": run["mps"], "teacher_tokens": {}}) is None
+    assert study.mps_cost({**run, "mps": {**run["mps"], "status": {"solved_alone": 70}}}) is None
+
+
 def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
     study = benchmark_script("distillation_study")
 
