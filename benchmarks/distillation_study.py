@@ -437,8 +437,9 @@ def mps_cost(run: dict[str, Any]) -> dict[str, float] | None:
     kept = max(0.0, min(1.0, (m.get("retained", 0) - alone) / (n - alone)))  # helped tasks that end correct
     # (1-a) * helped <= bc/3 * (a + (1-a) * kept)  <=>  a >= (3 helped - bc kept) / (3 helped - bc kept + bc)
     d = 3 * helped - bc * kept
+    # No helped task retained: MPS's cost per retained trajectory is not defined, so neither is its break-even.
     return {"solved_alone": alone / n, "tokens_per_helped_task": helped, "helped_over_bc": helped / bc,
-            "break_even_solved_alone": max(0.0, d / (d + bc))}
+            "break_even_solved_alone": max(0.0, d / (d + bc)) if kept > 0 else None}
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -453,7 +454,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
         why = [b for r in rs if (b := mps_cost(r))]
         for k in ("solved_alone", "helped_over_bc", "break_even_solved_alone"):
-            cost[h][k] = statistics.fmean(b[k] for b in why) if why else None
+            vals = [b[k] for b in why if b[k] is not None]
+            cost[h][k] = statistics.fmean(vals) if vals else None
     return {"success": table, "progress": progress, "cost": cost, "paired": paired(runs)}
 
 
@@ -579,10 +581,12 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
         print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
-        if v.get("break_even_solved_alone") is not None:
+        if v.get("helped_over_bc") is not None:
+            even = v.get("break_even_solved_alone")
             print(f"        the student solved {v['solved_alone']:.0%} of MPS tasks alone; a helped task cost "
-                  f"{v['helped_over_bc']:.2f} BC demonstrations; MPS reaches 1/3 of BC once the student "
-                  f"solves {v['break_even_solved_alone']:.0%} alone")
+                  f"{v['helped_over_bc']:.2f} BC demonstrations; "
+                  + ("no helped task was retained" if even is None else
+                     f"MPS reaches 1/3 of BC once the student solves {even:.0%} alone"))
     print("\nwall time per stage (s, mean over seeds)")
     stages = sorted({s for r in runs for s in r["stage_seconds"]})
     for h in hs:

@@ -162,6 +162,9 @@ def test_mps_cost_says_how_often_the_student_must_solve_alone(benchmark_script):
     lossy = study.mps_cost({**run, "mps": {**run["mps"], "retained": 60}})
     assert lossy["break_even_solved_alone"] > got["break_even_solved_alone"]
     assert ratio(lossy["break_even_solved_alone"], 95643 / 53, 43 / 53, 1960.15625) == pytest.approx(1 / 3)
+    # No helped task retained: the cost of a helped task is measured, the break-even is not defined.
+    none_kept = study.mps_cost({**run, "mps": {**run["mps"], "retained": 17}})
+    assert none_kept["helped_over_bc"] == got["helped_over_bc"] and none_kept["break_even_solved_alone"] is None
     # Figures missing: no claim.
     assert study.mps_cost({"mps": run["mps"], "teacher_tokens": {}}) is None
     assert study.mps_cost({**run, "mps": {**run["mps"], "status": {"solved_alone": 70}}}) is None
