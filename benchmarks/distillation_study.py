@@ -450,6 +450,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in runs if r["h"] == h]
         bc = [r["teacher_tokens"].get("bc_baseline", {}).get("per_retained") for r in rs]
         mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
+        if any(b and m for b, m in zip(bc, mps)):
+            # Their ratio is a target: both from the same runs, not MPS over seeds whose BC baseline is not run yet.
+            bc, mps = zip(*[(b, m) for b, m in zip(bc, mps) if b and m])
         cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
         why = [b for r in rs if (b := mps_cost(r))]

@@ -170,6 +170,20 @@ def test_mps_cost_says_how_often_the_student_must_solve_alone(benchmark_script):
     assert study.mps_cost({**run, "mps": {**run["mps"], "status": {"solved_alone": 70}}}) is None
 
 
+def test_the_cost_ratio_pairs_runs_that_have_both_figures(benchmark_script):
+    study = benchmark_script("distillation_study")
+
+    def run(seed, bc, mps):
+        tokens = {"mps": {"per_retained": mps}} | ({"bc_baseline": {"per_retained": bc}} if bc else {})
+        return {"h": 4, "seed": seed, "results": {}, "teacher_tokens": tokens, "mps": {}}
+
+    # Seed 1's BC baseline is not trained yet (a study run in pieces): its MPS figure stays out of the ratio.
+    cost = study.aggregate([run(0, 2000.0, 1400.0), run(1, None, 1800.0)])["cost"][4]
+    assert (cost["bc_per_retained"], cost["mps_per_retained"]) == (2000.0, 1400.0)
+    cost = study.aggregate([run(0, 2000.0, 1400.0), run(1, 1000.0, 1800.0)])["cost"][4]
+    assert (cost["bc_per_retained"], cost["mps_per_retained"]) == (1500.0, 1600.0)
+
+
 def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
     study = benchmark_script("distillation_study")
 
