@@ -28,8 +28,8 @@ from typing import Any
 
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline, _git_revision, _machine
-from score_distill.trajectory import Trajectory
-from score_distill.utils.jsonl import read_jsonl, write_json
+from score_distill.trajectory import Task, Trajectory
+from score_distill.utils.jsonl import read_jsonl, write_json, write_jsonl
 
 STUDY_EXTRAS = ("bc_equal_budget", "rl_long_horizon", "rl_sparse_reward")  # trained by the study, not the pipeline
 
@@ -51,13 +51,36 @@ def student_model(pipe: Pipeline, name: str) -> str:
     return model
 
 
-def mentor(pipe: Pipeline, name: str, n: int, out: Path) -> tuple[list[Trajectory], float]:
-    """MPS records of student ``name`` on the run's first ``n`` MPS tasks (resumable), and the seconds spent."""
+def fresh_tasks(pipe: Pipeline, n: int, seed: int, out: Path) -> list[Task]:
+    """``n`` tasks per suite and horizon of training stream ``seed`` that no policy of the run trained on (a
+    student that trained on a task's demonstration may recall it, not solve it); fixed the first time."""
+    from score_distill.tasks.contamination import dedupe_against_eval
+    from score_distill.tasks.registry import make_tasks
+
+    path = out / "tasks.jsonl"
+    if not path.exists():
+        tasks = [t for suite in pipe.cfg.tasks.suites for h in pipe.cfg.tasks.horizons
+                 for t in make_tasks(suite, n, h, seed, split="train")]
+        trained = read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)
+        extra = pipe.stage_dir("bc_equal_budget") / "extra_teacher_trajectories.jsonl"  # the study's further tasks
+        trained += [t.task for t in read_jsonl(extra, Trajectory)] if extra.exists() else []
+        kept, _ = dedupe_against_eval(tasks, trained)
+        if not kept:
+            raise SystemExit(f"--fresh-seed {seed}: every task of that stream is a training task of {pipe.dir}")
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(path, kept)
+    return read_jsonl(path, Task)
+
+
+def mentor(pipe: Pipeline, name: str, n: int, out: Path,
+           fresh: list[Task] | None = None) -> tuple[list[Trajectory], float]:
+    """MPS records of student ``name`` on the run's first ``n`` MPS tasks, or on ``fresh`` tasks (resumable),
+    and the seconds spent."""
     from score_distill.stages.mps import run_mps
 
-    tasks = pipe._tasks("mps")[:n]
+    tasks = pipe._tasks("mps")[:n] if fresh is None else fresh
     ids = {t.id for t in tasks}
-    if name == "bc_init":  # the study's own MPS student: its records are the run's
+    if name == "bc_init" and fresh is None:  # the study's own MPS student on its own tasks: the run's records
         own = [r for r in read_jsonl(pipe.stage_dir("mps") / "trajectories.jsonl", Trajectory) if r.task.id in ids]
         if len(own) < len(tasks):
             raise SystemExit(f"{pipe.dir}/mps: {len(own)} of the first {n} MPS tasks recorded; finish the run's MPS")
@@ -127,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, type=Path, help="a finished study run folder (H<h>-seed<s>)")
     ap.add_argument("--students", default="bc_init,bc_baseline,score_rl",
                     help="trained policies of that run to mentor, comma-separated (bc_init: the run's own records)")
-    ap.add_argument("--n", type=int, default=36, help="the first N of the run's MPS tasks")
+    ap.add_argument("--n", type=int, default=36, help="the first N of the run's MPS tasks (with --fresh-seed: N "
+                    "tasks per suite and horizon of that stream)")
+    ap.add_argument("--fresh-seed", type=int, default=None, metavar="S",
+                    help="mentor every student (BC init too) on tasks of training stream S that no policy of the run "
+                    "trained on, instead of the run's MPS tasks (which the BC baseline trained on)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--report-only", action="store_true", help="only what is on disk; mentor nobody")
     args = ap.parse_args(argv)
@@ -137,24 +164,36 @@ def main(argv: list[str] | None = None) -> int:
     bc = (pipe.stage_state("bc_baseline") or {}).get("teacher", {}).get("per_retained")
     if not bc:
         ap.error(f"--run {args.run}: the BC baseline's teacher cost is not recorded (bc_baseline/stage.json)")
+    setup = {"run": str(args.run), "n": args.n, "fresh_seed": args.fresh_seed}
+    setup_p = args.out / "setup.json"
+    if setup_p.exists() and json.loads(setup_p.read_text()) != setup:
+        ap.error(f"--out {args.out} holds records of another setup ({setup_p.read_text().strip()}); use another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(setup_p, setup)
+    fresh = None if args.fresh_seed is None else fresh_tasks(pipe, args.n, args.fresh_seed, args.out)
     names = [s.strip() for s in args.students.split(",") if s.strip()]
     if "bc_init" not in names:
         names.insert(0, "bc_init")  # the prediction is made from it
     rows = []
     for name in names:
         path = args.out / name / "trajectories.jsonl"
-        if args.report_only and name != "bc_init":
+        if args.report_only and (name != "bc_init" or fresh is not None):
             if not path.exists():
                 continue
             records, seconds = read_jsonl(path, Trajectory), 0.0
         else:
-            records, seconds = mentor(pipe, name, args.n, args.out)
+            records, seconds = mentor(pipe, name, args.n, args.out, fresh)
         rows.append(summarise(name, records, bc, seconds))
+    where = (f"the first {args.n} MPS tasks of {args.run}" if fresh is None else
+             f"{len(fresh)} tasks of training stream {args.fresh_seed} no policy of {args.run} trained on")
+    if not rows or rows[0]["student"] != "bc_init":  # the prediction is made from the BC-init student's figures
+        print(f"the BC-init student is not mentored yet on {where}")
+        return 0
     base = rows[0]
     for r in rows:
         r["predicted_ratio"] = predicted_ratio(r["solved_alone"], base["tokens_per_helped_task"],
                                                base["helped_kept"], bc)
-    print(f"\nMPS on the first {args.n} MPS tasks of {args.run} (BC: {bc:,.0f} teacher tokens per retained)")
+    print(f"\nMPS on {where} (BC: {bc:,.0f} teacher tokens per retained)")
     print(f"{'student':18s}{'alone':>7s}{'per helped':>12s}{'per retained':>14s}{'ratio':>8s}{'predicted':>11s}"
           f"  corrections 0/1/2/3+")
     for r in rows:
@@ -164,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['student']:18s}{r['solved_alone']:>7.0%}{r['tokens_per_helped_task']:>12,.0f}{per:>14s}"
               f"{ratio:>8s}{r['predicted_ratio']:>11.3f}  {hist}")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "mps_cost.json", {"run": str(args.run), "n": args.n, "bc_per_retained": bc,
+    write_json(args.out / "mps_cost.json", {**setup, "n_tasks": len(fresh) if fresh else args.n, "bc_per_retained": bc,
                                             "students": rows, "command": sys.argv,
                                             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                             "git_revision": _git_revision(), "machine": _machine()})

@@ -52,6 +52,24 @@ def test_mentors_another_student_on_the_same_tasks(tiny_run, tmp_path, capsys, b
     assert json.loads((out / "mps_cost.json").read_text())["students"][1]["teacher_tokens"] == other["teacher_tokens"]
 
 
+def test_fresh_tasks_mentor_every_student_on_tasks_nobody_trained_on(tiny_run, tmp_path, benchmark_script):
+    tool = benchmark_script("mps_cost_vs_student")
+    out = tmp_path / "fresh"
+    args = ["--run", str(tiny_run), "--students", "bc_baseline", "--n", "3", "--fresh-seed", "5000", "--out", str(out)]
+    assert tool.main(args) == 0
+    fresh = [json.loads(line)["id"] for line in (out / "tasks.jsonl").open()]
+    trained = {json.loads(line)["id"] for line in (tiny_run / "tasks" / "train.jsonl").open()}
+    assert len(fresh) == 3 and not set(fresh) & trained
+    for student in ("bc_init", "bc_baseline"):  # BC init is mentored too, not read from the run
+        recs = [json.loads(line) for line in (out / student / "trajectories.jsonl").open()]
+        assert [r["task"]["id"] for r in recs] == fresh and {r["policy"] for r in recs} == {student}
+    rec = json.loads((out / "mps_cost.json").read_text())
+    assert rec["fresh_seed"] == 5000 and rec["n_tasks"] == 3
+    # Another setup into the same folder is refused, not mixed with these records.
+    with pytest.raises(SystemExit):
+        tool.main([*args[:-4], "--fresh-seed", "5001", "--out", str(out)])
+
+
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path, benchmark_script):
     tool = benchmark_script("mps_cost_vs_student")
     with pytest.raises(SystemExit):
