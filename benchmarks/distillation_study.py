@@ -422,24 +422,14 @@ def paired(runs: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
     return out
 
 
-def mps_cost(run: dict[str, Any]) -> dict[str, float] | None:
-    """Why MPS costs what it costs, from one run's MPS statistics: a task the student solves alone costs the
-    teacher nothing (the reference answer checks it), every other task costs reviews and corrections. So
-    tokens per retained trajectory = (1 - solved alone) x tokens per helped task / retained share, and the
-    1/3-of-BC target holds once the student solves ``break_even_solved_alone`` of the tasks alone (at the
-    same cost per helped task and the same retention of helped tasks): a property of the student more than
-    of MPS. None when the run lacks the figures (no MPS, no BC baseline, nothing helped)."""
-    m, bc = run.get("mps") or {}, (run.get("teacher_tokens") or {}).get("bc_baseline", {}).get("per_retained")
-    n, alone = m.get("n_tasks") or 0, (m.get("status") or {}).get("solved_alone", 0)
-    if not bc or n == 0 or alone >= n or not m.get("teacher_tokens"):
-        return None
-    helped = m["teacher_tokens"] / (n - alone)
-    kept = max(0.0, min(1.0, (m.get("retained", 0) - alone) / (n - alone)))  # helped tasks that end correct
-    # (1-a) * helped <= bc/3 * (a + (1-a) * kept)  <=>  a >= (3 helped - bc kept) / (3 helped - bc kept + bc)
-    d = 3 * helped - bc * kept
-    # No helped task retained: MPS's cost per retained trajectory is not defined, so neither is its break-even.
-    return {"solved_alone": alone / n, "tokens_per_helped_task": helped, "helped_over_bc": helped / bc,
-            "break_even_solved_alone": max(0.0, d / (d + bc)) if kept > 0 else None}
+def mps_cost(run: dict[str, Any]) -> dict[str, float | None] | None:
+    """Why one run's MPS costs what it costs (``score_distill.stages.mps.cost_breakdown`` against the run's BC
+    baseline); None when the run lacks the figures (no MPS, no BC baseline, no task helped)."""
+    from score_distill.stages.mps import cost_breakdown
+
+    bc = (run.get("teacher_tokens") or {}).get("bc_baseline", {}).get("per_retained")
+    b = cost_breakdown(run.get("mps") or {}, bc) if bc else None
+    return b if b and b["tokens_per_helped_task"] is not None else None
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:

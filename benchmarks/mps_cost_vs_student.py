@@ -1,20 +1,23 @@
 """What sets MPS's teacher cost: the same MPS, same tasks and sampling seeds, with students of growing skill.
 
     python benchmarks/mps_cost_vs_student.py --run runs/study-cpu-v2/H4-seed0 \
-        --students bc_init,bc_baseline,score_rl --n 36 --out runs/mps-cost-H4-seed0   # resumable
+        --students bc_init,bc_baseline --n 36 --out runs/mps-cost-H4-seed0                 # resumable
+    python benchmarks/mps_cost_vs_student.py --run runs/study-cpu-v2/H4-seed0 \
+        --students bc_init,bc_baseline --n 18 --fresh-seed 5000 --out runs/mps-cost-fresh   # tasks nobody trained on
     python benchmarks/mps_cost_vs_student.py ... --report-only
 
 The study's fourth target (MPS spends at most 1/3 of BC's teacher tokens per retained trajectory) is missed
-on CPU, and the study's report explains it with a decomposition (``distillation_study.mps_cost``): a task the
-student solves alone costs the teacher nothing, any other costs its reviews and corrections, so the ratio is
-set by the share of tasks the student solves alone. This tests that explanation instead of assuming it: it
-reruns MPS on the first ``--n`` MPS tasks of a finished study run (``--run``) with other trained policies of
+on CPU, and the study's report explains it with a decomposition (``score_distill.stages.mps.cost_breakdown``): a
+task the student solves alone costs the teacher nothing, any other costs its reviews and corrections, so the
+ratio is set by the share of tasks the student solves alone. This tests that explanation instead of assuming it:
+it reruns MPS on the first ``--n`` MPS tasks of a finished study run (``--run``) with other trained policies of
 that run as the mentored student, and prints, per student, the share solved alone, teacher tokens per helped
 task and per retained trajectory, the ratio to the run's BC baseline, and the ratio the decomposition
-predicts from the BC-init student's cost per helped task. The run's own BC-init student is not rerun: its
-records for the same tasks (same chunks, so the same sampling seeds) are read from the run's MPS stage.
-Writes ``mps_cost.json`` and ``mps_cost.png`` (ratio vs share solved alone, with the predicted curve) into
-``--out``; the study run itself is only read.
+predicts from the BC-init student's cost per helped task. On the run's own MPS tasks the BC-init student is not
+rerun: its records for them (same chunks, so the same sampling seeds) are read from the run's MPS stage. The BC
+baseline trained on those tasks' demonstrations, so ``--fresh-seed S`` mentors every student, BC init too, on
+tasks of another stream that no policy of the run trained on. Writes ``mps_cost.json`` and ``mps_cost.png``
+(ratio vs share solved alone, with the predicted curve) into ``--out``; the study run itself is only read.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from typing import Any
 
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline, _git_revision, _machine
+from score_distill.stages.mps import cost_breakdown, mps_statistics
+from score_distill.stages.mps import ratio_at as predicted_ratio
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_json, write_jsonl
-
-STUDY_EXTRAS = ("bc_equal_budget", "rl_long_horizon", "rl_sparse_reward")  # trained by the study, not the pipeline
 
 
 def open_run(run_dir: Path) -> Pipeline:
@@ -41,11 +44,8 @@ def open_run(run_dir: Path) -> Pipeline:
 
 
 def student_model(pipe: Pipeline, name: str) -> str:
-    if name in STUDY_EXTRAS:
-        st = pipe.stage_state(name) or {}
-        model = st.get("model")
-    else:
-        model = pipe.policy_model(name)
+    # A pipeline policy, or one the study trained outside the stage list (equal-budget BC, the ablations).
+    model = pipe.policy_model(name) or (pipe.stage_state(name) or {}).get("model")
     if not model:
         raise SystemExit(f"{pipe.dir}: no trained model for student '{name}' (stage.json of its stage has none)")
     return model
@@ -99,25 +99,16 @@ def mentor(pipe: Pipeline, name: str, n: int, out: Path,
     return records, time.perf_counter() - t0
 
 
-def predicted_ratio(alone: float, helped: float, kept: float, bc: float) -> float:
-    """MPS tokens per retained / BC's, for a student solving ``alone`` of the tasks alone, when a helped task
-    costs ``helped`` teacher tokens and ``kept`` of helped tasks end correct (see ``distillation_study.mps_cost``)."""
-    retained = alone + (1 - alone) * kept
-    return float("inf") if retained == 0 else (1 - alone) * helped / (bc * retained)
-
-
 def summarise(name: str, records: list[Trajectory], bc: float, seconds: float) -> dict[str, Any]:
-    from score_distill.stages.mps import mps_statistics
-
     s = mps_statistics(records)
-    n, alone = s["n_tasks"], s["status"].get("solved_alone", 0)
-    helped = s["teacher_tokens"] / (n - alone) if n > alone else 0.0
-    kept = (s["retained"] - alone) / (n - alone) if n > alone else 1.0
+    b = cost_breakdown(s, bc) or {}
+    if b.get("tokens_per_helped_task") is None:  # every task solved alone: no helped task, none cost anything
+        b = {**b, "tokens_per_helped_task": 0.0, "helped_kept": 1.0}
     per = s["teacher_tokens_per_retained"]
-    return {"student": name, "n_tasks": n, "solved_alone": alone / n, "corrections_hist": s["corrections_hist"],
-            "retained": s["retained"], "teacher_tokens": s["teacher_tokens"], "tokens_per_helped_task": helped,
-            "helped_kept": kept, "per_retained": per, "ratio_to_bc": per / bc if per is not None else None,
-            "seconds": round(seconds, 1)}
+    return {"student": name, "n_tasks": s["n_tasks"], "solved_alone": b.get("solved_alone", 0.0),
+            "corrections_hist": s["corrections_hist"], "retained": s["retained"], "teacher_tokens": s["teacher_tokens"],
+            "tokens_per_helped_task": b.get("tokens_per_helped_task"), "helped_kept": b.get("helped_kept"),
+            "per_retained": per, "ratio_to_bc": per / bc if per is not None else None, "seconds": round(seconds, 1)}
 
 
 def plot(rows: list[dict[str, Any]], base: dict[str, Any], bc: float, path: Path) -> None:
@@ -202,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         ratio = "-" if r["ratio_to_bc"] is None else f"{r['ratio_to_bc']:.3f}"
         print(f"{r['student']:18s}{r['solved_alone']:>7.0%}{r['tokens_per_helped_task']:>12,.0f}{per:>14s}"
               f"{ratio:>8s}{r['predicted_ratio']:>11.3f}  {hist}")
-    args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "mps_cost.json", {**setup, "n_tasks": len(fresh) if fresh else args.n, "bc_per_retained": bc,
                                             "students": rows, "command": sys.argv,
                                             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

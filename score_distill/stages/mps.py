@@ -272,3 +272,32 @@ def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
         "teacher_calls": usage.calls,
         "teacher_tokens_per_retained": (usage.total_tokens / len(retained)) if retained else None,
     }
+
+
+def ratio_at(alone: float, helped: float, kept: float, bc_per_retained: float) -> float:
+    """MPS teacher tokens per retained trajectory over BC's, for a student that solves ``alone`` of the tasks
+    alone, when a helped task costs ``helped`` tokens and ``kept`` of helped tasks end correct. A task solved
+    alone costs the teacher nothing (the reference answer checks it), so this is the whole of MPS's cost."""
+    retained = alone + (1 - alone) * kept
+    return float("inf") if retained == 0 else (1 - alone) * helped / (bc_per_retained * retained)
+
+
+def cost_breakdown(stats: dict[str, Any], bc_per_retained: float) -> dict[str, float | None] | None:
+    """What sets MPS's cost, from ``mps_statistics``: the share solved alone, the tokens of a helped task (also
+    in BC demonstrations), the share of helped tasks retained, and the share solved alone at which ``ratio_at``
+    is 1/3 (the paper's claim) at this cost per helped task: a property of the student more than of MPS.
+    Fields that nothing measured (no helped task; none retained) are None; None for no tasks."""
+    n, alone = stats.get("n_tasks") or 0, (stats.get("status") or {}).get("solved_alone", 0)
+    if n == 0:
+        return None
+    helped_n = n - alone
+    helped = stats.get("teacher_tokens", 0) / helped_n if helped_n else None
+    kept = max(0.0, min(1.0, (stats.get("retained", 0) - alone) / helped_n)) if helped_n else None
+    even = None
+    if helped is not None and kept:
+        # (1-a) helped <= bc/3 (a + (1-a) kept)  <=>  a >= d / (d + bc), with d = 3 helped - bc kept
+        d = 3 * helped - bc_per_retained * kept
+        even = d / (d + bc_per_retained) if d > 0 else 0.0
+    return {"solved_alone": alone / n, "tokens_per_helped_task": helped, "helped_kept": kept,
+            "helped_over_bc": None if helped is None else helped / bc_per_retained,
+            "break_even_solved_alone": even}
