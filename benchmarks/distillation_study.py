@@ -440,11 +440,15 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in runs if r["h"] == h]
         bc = [r["teacher_tokens"].get("bc_baseline", {}).get("per_retained") for r in rs]
         mps = [r["teacher_tokens"].get("mps", {}).get("per_retained") for r in rs]
-        if any(b and m for b, m in zip(bc, mps)):
+        both = [(b, m) for b, m in zip(bc, mps) if b and m]
+        if both:
             # Their ratio is a target: both from the same runs, not MPS over seeds whose BC baseline is not run yet.
-            bc, mps = zip(*[(b, m) for b, m in zip(bc, mps) if b and m])
+            bc, mps = zip(*both)
         cost[h] = {"bc_per_retained": statistics.fmean([x for x in bc if x]) if any(bc) else None,
                    "mps_per_retained": statistics.fmean([x for x in mps if x]) if any(mps) else None}
+        # With no run that has both, the two means come from different runs: shown, but no ratio is taken.
+        cost[h]["mps_over_bc"] = cost[h]["mps_per_retained"] / cost[h]["bc_per_retained"] if both else None
+        cost[h]["ratio_runs"] = len(both)
         why = [b for r in rs if (b := mps_cost(r))]
         for k in ("solved_alone", "helped_over_bc", "break_even_solved_alone"):
             vals = [b[k] for b in why if b[k] is not None]
@@ -475,8 +479,7 @@ def targets(agg: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     ok = None if len(hs) < 2 or None in (margins[hs[0]], margins[hs[-1]]) else margins[hs[-1]] > margins[hs[0]]
     out.append((f"SCoRe margin over BC grows from H={hs[0] if hs else '?'} to H={hs[-1] if hs else '?'}", ok,
                 f"margins {margins}"))
-    ratios = [v["mps_per_retained"] / v["bc_per_retained"] for v in c.values()
-              if v["mps_per_retained"] and v["bc_per_retained"]]
+    ratios = [v["mps_over_bc"] for v in c.values() if v.get("mps_over_bc") is not None]
     out.append(("MPS teacher tokens per retained <= 1/3 of BC's", None if not ratios else max(ratios) <= 1 / 3,
                 f"ratios {[round(r, 3) for r in ratios]}"
                 + "".join(f"; H={h}: student solved {v['solved_alone']:.0%} alone, needs "
@@ -573,7 +576,9 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
                   f"   ({c['runs']} run{'s' if c['runs'] > 1 else ''})")
     print("\nteacher tokens per retained trajectory (estimated for the oracle teacher)")
     for h, v in agg["cost"].items():
-        print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}")
+        ratio = (f"MPS / BC {v['mps_over_bc']:.3f} ({v['ratio_runs']} run{'s' if v['ratio_runs'] > 1 else ''} with both)"
+                 if v.get("mps_over_bc") is not None else "no ratio: no run has both figures")
+        print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}; {ratio}")
         if v.get("helped_over_bc") is not None:
             even = v.get("break_even_solved_alone")
             print(f"        the student solved {v['solved_alone']:.0%} of MPS tasks alone; a helped task cost "

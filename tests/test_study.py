@@ -182,6 +182,12 @@ def test_the_cost_ratio_pairs_runs_that_have_both_figures(benchmark_script):
     assert (cost["bc_per_retained"], cost["mps_per_retained"]) == (2000.0, 1400.0)
     cost = study.aggregate([run(0, 2000.0, 1400.0), run(1, 1000.0, 1800.0)])["cost"][4]
     assert (cost["bc_per_retained"], cost["mps_per_retained"]) == (1500.0, 1600.0)
+    assert (cost["mps_over_bc"], cost["ratio_runs"]) == (pytest.approx(1600 / 1500), 2)
+    # No run has both (BC at seed 0, MPS at seed 1 only): the means are shown, no ratio, the target unmeasured.
+    agg = study.aggregate([run(0, 2000.0, None), run(1, None, 1800.0)])
+    assert (agg["cost"][4]["bc_per_retained"], agg["cost"][4]["mps_per_retained"]) == (2000.0, 1800.0)
+    assert agg["cost"][4]["mps_over_bc"] is None
+    assert [ok for name, ok, _ in study.targets(agg) if name.startswith("MPS")] == [None]
 
 
 def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
