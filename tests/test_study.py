@@ -126,7 +126,8 @@ def test_targets_are_judged_on_the_figures_given(benchmark_script):
 
     def agg(success: dict[str, dict[int, float]], cost: dict[int, tuple[float, float]]):
         return {"success": {m: {h: {"mean": v} for h, v in by_h.items()} for m, by_h in success.items()},
-                "cost": {h: {"bc_per_retained": bc, "mps_per_retained": mps} for h, (bc, mps) in cost.items()}}
+                "cost": {h: {"bc_per_retained": bc, "mps_per_retained": mps, "mps_over_bc": mps / bc}
+                         for h, (bc, mps) in cost.items()}}
 
     good = agg({"teacher": {2: 1.0, 4: 1.0}, "student_init": {2: 0.2, 4: 0.1}, "score_rl": {2: 0.7, 4: 0.95},
                 "bc_baseline": {2: 0.6, 4: 0.5}, "bc_equal_budget": {2: 0.5, 4: 0.4}},
