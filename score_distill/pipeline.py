@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from score_distill.config import ConfigError, RunConfig, dump_config
 from score_distill.stages.split import unit_hash
@@ -70,6 +71,17 @@ def _git_revision() -> str | None:
     if rev.returncode != 0:
         return None
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted fields where two dumped configs differ, as ``field: old -> new``: a user told only that
+    "the config differs" cannot tell an intended override from a typo."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += config_changes(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.') or 'config'}: {old!r} -> {new!r}"]
 
 
 def _machine() -> dict[str, Any]:
@@ -151,9 +163,11 @@ class Pipeline:
         path = self.dir / "manifest.json"
         if path.exists():
             old = json.loads(path.read_text())
-            if old.get("config") != manifest["config"]:
-                console.print("[yellow]note: the config differs from this run directory's manifest; finished "
-                              "stages are kept (use --from STAGE to redo them).[/]")
+            if changes := config_changes(old.get("config"), manifest["config"]):
+                shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+                # Escaped: a value such as "[0, 1]" would otherwise be read as rich markup.
+                console.print(f"[yellow]note: the config differs from this run directory's manifest ({escape(shown)}); "
+                              "finished stages are kept (use --from STAGE to redo them).[/]")
             manifest["created"] = old.get("created", manifest["created"])
             manifest["resumed"] = old.get("resumed", 0) + 1
             history = old.get("history") or [{k: old.get(k) for k in keys}]

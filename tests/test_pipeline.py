@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from score_distill.cli import main
-from score_distill.pipeline import STAGES
+from score_distill.pipeline import STAGES, config_changes
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import read_jsonl
 
@@ -84,6 +84,15 @@ def test_rerun_is_idempotent(reference_run):
     assert manifest["history"][-1]["command"] == manifest["command"] and "run" in manifest["command"]
     assert "mps: done, skipped" in r.stderr
     assert (reference_run / "mps" / "trajectories.jsonl").read_bytes() == before
+
+
+def test_config_changes_name_the_fields():
+    old = {"seed": 0, "bc_baseline": {"enabled": True, "sft": {"max_steps": 48}}, "eval": {"seeds": [0, 1]}}
+    new = {"seed": 0, "bc_baseline": {"enabled": False, "sft": {"max_steps": 48}}, "eval": {"seeds": [0]},
+           "extra": 1}
+    assert config_changes(old, new) == ["bc_baseline.enabled: True -> False", "eval.seeds: [0, 1] -> [0]",
+                                        "extra: None -> 1"]
+    assert config_changes(old, old) == [] and config_changes(None, {"a": 1}) == ["config: None -> {'a': 1}"]
 
 
 def _kill_when(out: Path, cond, extra=(), timeout: float = 600) -> None:
