@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DATA
 
 from score_distill.interop.reference import (
     _parse_context,
@@ -19,10 +19,8 @@ from score_distill.interop.reference import (
 from score_distill.trajectory import Correction, Step, Task, Trajectory
 from score_distill.utils.jsonl import DataError
 
-EX = Path("/work/shared/data/score-official/examples")
-if not EX.exists():
-    EX = Path(__file__).resolve().parents[2] / "shared" / "data" / "score-official" / "examples"
-pytestmark = pytest.mark.skipif(not EX.exists(), reason="reference data not present")
+EX = REFERENCE_DATA / "examples"
+pytestmark = pytest.mark.usefixtures("reference_data")
 
 TRAJ_FILES = sorted(p.name for p in EX.glob("*_trajectories.jsonl")) if EX.exists() else []
 RL_FILES = ["math_mps_rl.json", "math_rl_val.json"]
