@@ -14,6 +14,7 @@ from score_distill.interop.reference import (
     load_reference_trajectories,
     to_reference_record,
     to_reference_rl_item,
+    write_reference_rl_items,
     write_reference_trajectories,
 )
 from score_distill.trajectory import Correction, Step, Task, Trajectory
@@ -62,7 +63,7 @@ def test_trajectory_files_lose_nothing_and_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", RL_FILES)
-def test_rl_items_import_and_round_trip(name):
+def test_rl_items_import_and_round_trip(name, tmp_path):
     src = json.loads((EX / name).read_text())
     trajs = load_reference_rl_items(EX / name)
     assert len(trajs) == len(src)
@@ -75,6 +76,8 @@ def test_rl_items_import_and_round_trip(name):
             assert c.chosen.origin == "teacher" and c.chosen.code and c.rejected.thought
             assert c.chosen.raw == it["chosen"]
         assert to_reference_rl_item(t) == it
+    write_reference_rl_items(tmp_path / name, trajs)
+    assert json.loads((tmp_path / name).read_text()) == src
 
 
 def test_every_example_file_loads_by_name():
