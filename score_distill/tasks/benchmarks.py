@@ -3,7 +3,8 @@
 Files live in ``<data>/benchmarks/``; ``<data>`` is, in order: an explicit ``data_dir``, the
 environment variable ``SCORE_DISTILL_DATA``, or ``../shared/data/score-official`` next to the
 repository. A relative ``.jsonl`` path that does not exist as given is looked up in ``<data>`` too
-(``seeds/math_bc_init_seed.jsonl``), so configurations name the released files without a machine path. Quirks of the released files handled here: GAIA is split by level into three files;
+(``seeds/math_bc_init_seed.jsonl``), so configurations name the released files without a machine path.
+Quirks of the released files handled here: GAIA is split by level into three files;
 ``hle_500`` carries ``answer`` (and sometimes ``true_answer``); ``aime24`` has a worked ``solution``
 (kept as ``meta["reference_solution"]``: ``meta["solution"]`` is reserved for oracle steps); ids
 may be ints; answers may be ints (``aime25``).
