@@ -1,4 +1,4 @@
-"""Test-wide settings: never reach a model hub, no progress bars in logs."""
+"""Test-wide settings: never reach a model hub, no progress bars in logs; where the reference data lives."""
 
 import importlib.util
 import os
@@ -26,3 +26,20 @@ def benchmark_script():
         return mod
 
     return load
+
+
+# The reference implementation's released data (benchmarks/, seeds/, examples/): $SCORE_DISTILL_DATA, else
+# ../shared/data/score-official beside the repository. A module constant as well as a fixture, because some tests
+# parametrize over its files at collection time.
+REFERENCE_DATA = Path(os.environ.get("SCORE_DISTILL_DATA")
+                      or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "score-official")
+REFERENCE_MISSING = (f"reference data not found at {REFERENCE_DATA} "
+                     "(set SCORE_DISTILL_DATA to the folder holding benchmarks/, seeds/ and examples/)")
+
+
+@pytest.fixture
+def reference_data() -> Path:
+    """The reference data folder; skips the test, saying where it looked, when the folder is absent."""
+    if not REFERENCE_DATA.is_dir():
+        pytest.skip(REFERENCE_MISSING)
+    return REFERENCE_DATA

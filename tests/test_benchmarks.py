@@ -11,6 +11,7 @@ SIZES = {"aime24": 30, "aime25": 30, "math500": 500, "olymmath": 200, "hotpotqa"
          "musique": 200, "bamboogle": 125, "gaia": 103, "hle": 500, "webwalker": 200, "xbench": 100}
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_all_twelve_load_with_their_kinds():
     assert set(PAPER_BENCHMARKS) == set(SIZES)
     for name in PAPER_BENCHMARKS:
@@ -26,6 +27,7 @@ def test_all_twelve_load_with_their_kinds():
             assert "web_search" not in ts[0].tools
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_file_quirks():
     hle = load_benchmark("hle")
     assert hle[0].answer == "11520" and hle[0].id == "hle-0"  # int ids, "answer" field

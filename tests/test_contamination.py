@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from score_distill.tasks.benchmarks import PAPER_BENCHMARKS, data_dir, load_benchmark, load_jsonl_tasks
 from score_distill.tasks.contamination import dedupe_against_eval
 from score_distill.trajectory import Task
@@ -33,6 +35,7 @@ def test_exact_normalized_near_and_distinct():
     assert len(kept2) == 3 and rep2.leaked() == 1 + 0  # setA exact (the normalised one maps to the same eval item)
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_reference_seeds_leak_577_evaluation_questions():
     root = data_dir() / "seeds"
     seeds = [t for f in sorted(root.glob("*.jsonl")) for t in load_jsonl_tasks(f)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DATA
 
 from score_distill.teachers.guards import (
     answer_forms,
@@ -17,7 +17,7 @@ from score_distill.teachers.guards import (
 )
 from score_distill.trajectory import Step
 
-EXAMPLES = Path("/work/shared/data/score-official/examples")
+EXAMPLES = REFERENCE_DATA / "examples"
 
 
 def act(code: str, thought: str = "I compute it.") -> Step:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DATA
 
 from score_distill.interop.hf_datasets import load_trajectories, save_trajectories_dataset, to_hf_dataset
 from score_distill.interop.llamafactory import TAGS, export_llamafactory, load_sharegpt
@@ -13,7 +13,7 @@ from score_distill.interop.reference import load_reference_trajectories
 from score_distill.trajectory import Step, Task, Trajectory
 from score_distill.utils.jsonl import DataError
 
-EX = Path("/work/shared/data/score-official/examples")
+EX = REFERENCE_DATA / "examples"
 
 
 def _trajs() -> list[Trajectory]:
@@ -59,7 +59,7 @@ def test_llamafactory_export_import_preserves_steps(tmp_path):
     assert set(json.loads((tmp_path / "dataset_info.json").read_text())) == {"mps", "second"}
 
 
-@pytest.mark.skipif(not EX.exists(), reason="reference data not present")
+@pytest.mark.usefixtures("reference_data")
 @pytest.mark.parametrize("name", sorted(p.name for p in EX.glob("*_llamafactory.json")) if EX.exists() else [])
 def test_reference_sharegpt_files_import(name):
     src = json.loads((EX / name).read_text())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DATA
 
 from score_distill.interop.reference import (
     _parse_context,
@@ -14,15 +14,14 @@ from score_distill.interop.reference import (
     load_reference_trajectories,
     to_reference_record,
     to_reference_rl_item,
+    write_reference_rl_items,
     write_reference_trajectories,
 )
 from score_distill.trajectory import Correction, Step, Task, Trajectory
 from score_distill.utils.jsonl import DataError
 
-EX = Path("/work/shared/data/score-official/examples")
-if not EX.exists():
-    EX = Path(__file__).resolve().parents[2] / "shared" / "data" / "score-official" / "examples"
-pytestmark = pytest.mark.skipif(not EX.exists(), reason="reference data not present")
+EX = REFERENCE_DATA / "examples"
+pytestmark = pytest.mark.usefixtures("reference_data")
 
 TRAJ_FILES = sorted(p.name for p in EX.glob("*_trajectories.jsonl")) if EX.exists() else []
 RL_FILES = ["math_mps_rl.json", "math_rl_val.json"]
@@ -64,7 +63,7 @@ def test_trajectory_files_lose_nothing_and_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", RL_FILES)
-def test_rl_items_import_and_round_trip(name):
+def test_rl_items_import_and_round_trip(name, tmp_path):
     src = json.loads((EX / name).read_text())
     trajs = load_reference_rl_items(EX / name)
     assert len(trajs) == len(src)
@@ -77,6 +76,8 @@ def test_rl_items_import_and_round_trip(name):
             assert c.chosen.origin == "teacher" and c.chosen.code and c.rejected.thought
             assert c.chosen.raw == it["chosen"]
         assert to_reference_rl_item(t) == it
+    write_reference_rl_items(tmp_path / name, trajs)
+    assert json.loads((tmp_path / name).read_text()) == src
 
 
 def test_every_example_file_loads_by_name():

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow.parquet as pq
 import pytest
+from conftest import REFERENCE_DATA
 
 from score_distill.rl.config import ItemsConfig
 from score_distill.rl.items import SplitLeakError, build_rl_items, from_reference_rl, load_items, save_items
@@ -14,7 +13,7 @@ from score_distill.rl.verl_export import export_verl_parquet
 from score_distill.trajectory import Correction, Step, Task, Trajectory
 from score_distill.utils.jsonl import DataError
 
-REF = Path("/work/shared/data/score-official/examples/math_mps_rl.json")
+REF = REFERENCE_DATA / "examples" / "math_mps_rl.json"
 PLAN = Step(kind="plan", thought="plan")
 GOOD = Step(thought="t", code="print(42)", observation="42", origin="teacher")
 BAD = Step(thought="t", code="print(41)", observation="41")
@@ -57,6 +56,7 @@ def test_bad_item_file_names_line(tmp_path):
         load_items(p)
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_reference_rl_file_imports():
     items = from_reference_rl(REF)
     ks = [i for i in items if i.kind == "key_step"]
@@ -73,6 +73,7 @@ def test_schedule_is_a_seeded_permutation_per_epoch():
     assert s == batch_schedule(10, 4, 2, seed=5) and s != batch_schedule(10, 4, 2, seed=6)
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_verl_parquet_reads_back(tmp_path):
     items = from_reference_rl(REF)
     n = export_verl_parquet(items, tmp_path / "train.parquet")

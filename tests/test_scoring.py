@@ -15,6 +15,7 @@ def _rewrites(g: str) -> list[str]:
             f"Final answer: {g}", f"  {g}\n"]
 
 
+@pytest.mark.usefixtures("reference_data")
 @pytest.mark.parametrize("name", PAPER_BENCHMARKS)
 def test_every_gold_answer_scores_correct_against_itself_and_rewrites(name):
     bad = []
@@ -26,6 +27,7 @@ def test_every_gold_answer_scores_correct_against_itself_and_rewrites(name):
     assert not bad, bad[:5]
 
 
+@pytest.mark.usefixtures("reference_data")
 def test_wrong_answers_are_wrong():
     math = load_benchmark("math500")
     assert not is_correct(math[0], "\\left( 3, \\frac{\\pi}{3} \\right)")

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_tokenize_tiny_model import tiny_model_dir
@@ -184,10 +185,10 @@ def test_masks_hold_for_arbitrary_text(tiny_tok, turns, system):
     _check_masks(tiny_tok, msgs)
 
 
-_EX = Path("/work/shared/data/score-official/examples")
+_EX = REFERENCE_DATA / "examples"
 
 
-@pytest.mark.skipif(not _EX.exists(), reason="reference data not present")
+@pytest.mark.usefixtures("reference_data")
 def test_masks_on_real_reference_trajectories(tiny_tok):
     from score_distill.interop.reference import load_reference_trajectories
 
@@ -197,7 +198,7 @@ def test_masks_on_real_reference_trajectories(tiny_tok):
 
 
 @pytest.mark.smollm
-@pytest.mark.skipif(not _EX.exists(), reason="reference data not present")
+@pytest.mark.usefixtures("reference_data")
 def test_smollm2_masks_on_real_reference_trajectories(smol_tok):
     from score_distill.interop.reference import load_reference_trajectories
 

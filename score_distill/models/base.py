@@ -16,7 +16,7 @@ Chat = list[dict[str, str]]
 
 
 class SamplingParams(BaseModel):
-    """Sampling settings. Defaults are the paper's evaluation settings (SCORE_METHOD.md section 4)."""
+    """Sampling settings. Defaults are the paper's evaluation settings (docs/method.md section 4)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,6 +1,6 @@
 """Configuration of SCoRe-RL: items, reward weights, equivalence checks, rollouts and the GRPO update.
 
-Defaults are the reference settings (SCORE_METHOD.md section 2, stage 3) where they are known;
+Defaults are the reference settings (docs/method.md section 2, stage 3) where they are known;
 ``RLConfig.cpu_preset()`` shrinks them so a tiny model trains in seconds on a laptop.
 """
 
@@ -84,7 +84,7 @@ class RLConfig(_Cfg):
     )
     vllm_base_url: str = "http://127.0.0.1:8000"
     vllm_model: str = ""
-    # --- ablations (SCORE_METHOD.md: RL without short horizon / without key-step reward)
+    # --- ablations (docs/method.md: RL without short horizon / without key-step reward)
     long_horizon: bool = Field(False, description="Start rollouts from the task, not from the verified prefix.")
     sparse_reward: bool = Field(False, description="Outcome reward only (no key-step credit).")
     # --- which MPS records become items

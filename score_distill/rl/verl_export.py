@@ -5,7 +5,9 @@ system, task, verified prefix as assistant/observation turns), ``ability``, ``re
 (``{"style": "rule", "ground_truth": ...}``), ``agent_name`` (verl's multi-turn agent loop to use)
 and ``extra_info`` (index, item id, step index and the key-step material the reward needs: the
 teacher's step and the student's wrong step with their observations, as JSON strings so the parquet
-schema is the same for every row). See configs/verl/agent_loop.yaml.
+schema is the same for every row). Tested here: the file reads back with this schema. Training on it with
+verl needs verl's own trainer configuration and a reward function reading the key-step material; neither
+ships with score-distill.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Files live in ``<data>/benchmarks/``; ``<data>`` is, in order: an explicit ``data_dir``, the
 environment variable ``SCORE_DISTILL_DATA``, or ``../shared/data/score-official`` next to the
-repository. Quirks of the released files handled here: GAIA is split by level into three files;
+repository. A relative ``.jsonl`` path that does not exist as given is looked up in ``<data>`` too
+(``seeds/math_bc_init_seed.jsonl``), so configurations name the released files without a machine path.
+Quirks of the released files handled here: GAIA is split by level into three files;
 ``hle_500`` carries ``answer`` (and sometimes ``true_answer``); ``aime24`` has a worked ``solution``
 (kept as ``meta["reference_solution"]``: ``meta["solution"]`` is reserved for oracle steps); ids
 may be ints; answers may be ints (``aime25``).
@@ -56,15 +58,20 @@ PAPER_BENCHMARKS = ("aime24", "aime25", "math500", "olymmath", "hotpotqa", "2wik
 ALIASES = {"math_500": "math500", "hqa": "hotpotqa", "musiq": "musique", "bamboo": "bamboogle", "hle_500": "hle"}
 
 
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "score-official"
+
+
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The reference data folder (``benchmarks/``, ``seeds/``); an error naming where it looked when absent."""
     if explicit is not None:
-        p = Path(explicit)
+        p, source = Path(explicit), "the path given"
     elif os.environ.get("SCORE_DISTILL_DATA"):
-        p = Path(os.environ["SCORE_DISTILL_DATA"])
+        p, source = Path(os.environ["SCORE_DISTILL_DATA"]), "SCORE_DISTILL_DATA"
     else:
-        p = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "score-official"
+        p, source = DEFAULT_DATA, "the default, ../shared/data/score-official beside the repository"
     if not p.is_dir():
-        raise FileNotFoundError(f"benchmark data folder not found: {p} (pass a path or set SCORE_DISTILL_DATA)")
+        raise FileNotFoundError(f"reference data folder not found: {p} (from {source}); set SCORE_DISTILL_DATA "
+                                "to the folder that holds benchmarks/ and seeds/")
     return p
 
 
@@ -133,6 +140,14 @@ def load_benchmark(name_or_path: str | os.PathLike, data: str | os.PathLike | No
         return out
     p = Path(key)
     if p.suffix == ".jsonl" or p.exists():
+        if not p.exists() and not p.is_absolute():
+            try:
+                in_data = data_dir(data) / p
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"benchmark file not found: {p} (not here, and {e})") from None
+            if not in_data.exists():
+                raise FileNotFoundError(f"benchmark file not found: {p} (nor {in_data})")
+            p = in_data
         if not p.exists():
             raise FileNotFoundError(f"benchmark file not found: {p}")
         return load_jsonl_tasks(p)

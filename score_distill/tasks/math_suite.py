@@ -202,25 +202,3 @@ def make_math_task(task_id: str, horizon: int, rng: random.Random, seed: int) ->
     solution = [{"kind": "plan", "thought": plan, "code": "", "value": ""}, *steps]
     return Task(id=task_id, question=question, answer=str(chain[-1][2]), source="math", tools=list(TOOLS),
                 meta={"suite": "math", "horizon": horizon, "seed": seed, "solution": solution})
-
-
-def replay_values(solution: list[dict], start: int, x: Any) -> list[str]:
-    """Values the solution's steps ``start..`` produce when fed ``x`` instead of the true value.
-
-    Used to build consistent wrong continuations (a wrong value propagating) for tests and
-    diagnostics; returns fewer values if an operation is undefined on the wrong input.
-    """
-    out = []
-    actions = [s for s in solution if s["kind"] == "action"]
-    for s in actions[start:]:
-        op = OPS_BY_NAME[s["op"]]
-        try:
-            if op.takes == "frac" and not isinstance(x, Fraction):
-                x = Fraction(x)
-            x = op.fn(x, **s["params"])
-        except (ValueError, ZeroDivisionError, AttributeError, TypeError):
-            break
-        if isinstance(x, Fraction) and x.denominator == 1:
-            x = int(x)
-        out.append(str(x))
-    return out

@@ -1,6 +1,6 @@
 """Checks on a teacher-written replacement step before it becomes training data.
 
-Two defects of the reference pipeline (SCORE_METHOD.md section 7) are caught here:
+Two defects of the reference pipeline (docs/method.md section 7) are caught here:
 
 * **answer leakage**: the step writes the reference answer as a literal it never computed (the
   error analysis saw the reference answer, and some teacher steps simply copy it);

@@ -1,7 +1,7 @@
 """The LLM teacher's three prompts: solve a task, locate the first critical error, write one step.
 
 Written for a strong instruction-following model (72B class). Information flow is deliberate
-(SCORE_METHOD.md section 7): only the *locator* sees the reference answer. The *step writer* does
+(docs/method.md section 7): only the *locator* sees the reference answer. The *step writer* does
 not: it gets the question, the verified prefix, the student's step that went wrong and the
 locator's analysis and suggestion with every sentence that states or mentions the reference answer
 removed (:func:`scrub_answer`). A writer that never sees the answer cannot copy it; the guards in

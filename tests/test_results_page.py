@@ -1,0 +1,67 @@
+"""docs/results.md is generated from the committed records and is up to date; the generator renders what a record
+holds, including the fields newer records add."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+
+from score_distill.report import results
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+PAGE = FIGURES.parent / "results.md"
+
+
+def test_results_page_is_generated_from_the_committed_records():
+    page = results.render(sorted(FIGURES.glob("*.json")))
+    assert page == PAGE.read_text(), f"docs/results.md is out of date: run `{results.COMMAND}`"
+
+
+def test_page_states_what_the_records_show():
+    page = PAGE.read_text()
+    wide = page.split("## Study `study_cpu_v2_eval-s3000-n30`")[1].split("\n## ")[0]
+    # 30 held-out tasks, three training seeds at H=2: SCoRe-RL 87% at every seed, a Wilson interval over 30 tasks.
+    assert "| score_rl | 2 | 3 | 30 | 87% | 70-95% | s0 87%, s1 87%, s2 87% |" in wide
+    assert "| 2 | score_rl vs bc_baseline | 16 | 3 | 71 | 3 | 0.00443 |" in wide
+    assert "not compute-matched" in wide and "96 SFT steps plus RL against the baselines' 48" in wide
+    # A record with no SCoRe policy makes no claim about SCoRe's compute.
+    sft1 = page.split("## Study `study_cpu_v2_bc_sft_seed1`")[1].split("\n## ")[0]
+    assert "compute-matched" not in sft1
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (4, 10), (10, 10), (26, 30)])
+def test_wilson_matches_scipy_on_whole_counts(k, n):
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    assert results.wilson(k / n, n) == pytest.approx((ci.low, ci.high), abs=1e-6)
+
+
+def test_new_record_fields_are_rendered(tmp_path):
+    run = {"h": 2, "seed": 0, "setup": {"preset": "tiny", "config": None, "overrides": []},
+           "results": {p: {"math@H2": {"success_mean": v, "progress": v, "n_tasks": 20}}
+                       for p, v in (("bc_baseline", 0.5), ("score_rl", 0.75))},
+           "compute": {"bc_baseline": {"optimizer_steps": 48, "trained_tokens": 98304},
+                       "score_rl": {"optimizer_steps": 96, "trained_tokens": 190000}},
+           "recorded": {"command": ["/x/benchmarks/distillation_study.py", "--out", "/tmp/a/runs/s"],
+                        "git_revision": "0123456789abcdef", "machine": {"cpus": 16, "cuda": True,
+                                                                         "memory_gb": 128, "python": "3.11"}}}
+    rec = {"args": {}, "runs": [run], "aggregate": {},
+           "comparisons": [{"a": "score_rl", "b": "bc_baseline", "horizon": 2, "unit": "task", "n_tasks": 20,
+                            "better": 6, "worse": 1, "same": 13, "p_value": 0.125, "diff_ci95": [0.05, 0.45]}]}
+    p = tmp_path / "study_new.json"
+    p.write_text(json.dumps(rec))
+    page = results.render([p])
+    assert "| 2 | score_rl vs bc_baseline | task | 20 | 6 | 1 | 13 | 0.125 | [+5, +45] points |" in page
+    assert "| 2 | 0 | score_rl | 96 | 190,000 |" in page and "optimizer_steps" in page
+    assert "| score_rl | 2 | 1 | 20 | 75% |" in page
+    assert "python benchmarks/distillation_study.py --out runs/s" in page and "`0123456`" in page
+    assert "16 CPU cores, GPU, 128 GB RAM" in page
+
+
+def test_unknown_record_is_refused_by_name(tmp_path):
+    p = tmp_path / "notes.json"
+    p.write_text("{}")
+    with pytest.raises(ValueError, match=r"notes\.json: not a study"):
+        results.render([p])
