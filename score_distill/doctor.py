@@ -38,7 +38,9 @@ def doctor(cfg: Any | None = None) -> int:
     for k, v in g.items():
         ok = None
         if k == "network_isolation":
-            ok = v == "network-namespace"
+            ok = v == "namespace"
+        elif k == "sockets":
+            ok = v == "seccomp"
         _row(t, f"sandbox: {k}", v, ok)
     _row(t, "torch", torch.__version__)
     cuda = torch.cuda.is_available()
