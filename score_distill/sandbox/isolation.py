@@ -241,8 +241,9 @@ def isolate(spec):
         except OSError as e:
             if spec.get("socket_filter", "required") == "required":
                 # Fail closed: the host reports this text as the reason the interpreter did not start.
-                raise SystemExit(f"sandbox: cannot refuse sockets in the kernel ({e}); this kernel lacks seccomp "
-                                 "filters. Set sandbox.socket_filter='if-available' to run without it (unsafe).") from None
+                msg = (f"sandbox: cannot refuse sockets in the kernel ({e}); this kernel lacks seccomp filters. "
+                       "Set sandbox.socket_filter='if-available' to run without it (unsafe).")
+                raise SystemExit(msg) from None
             report["sockets"] = "allowed"
             report["errors"].append(f"seccomp socket filter: {e}")
     report["uid"] = os.getuid()

@@ -69,7 +69,8 @@ class ChildProcess:
         self._r, c2p_w = os.pipe()
         spec = {
             "workdir": self.workdir, "uid": self.uid, "gid": self.uid, "ctl_in": p2c_r, "ctl_out": c2p_w,
-            "network": config.network, "socket_filter": config.socket_filter, "workdir_mb": config.workdir_mb, "hide": config.hide_paths,
+            "network": config.network, "socket_filter": config.socket_filter,
+            "workdir_mb": config.workdir_mb, "hide": config.hide_paths,
             "expose": _expose_paths() + [self.workdir],
             "allowed_imports": config.allowed_imports,
             "limits": {"cpu_s": config.cpu_s, "as_bytes": config.memory_mb * 1024 * 1024,
