@@ -109,7 +109,7 @@ def test_every_socket_family_and_io_uring_refused_in_native_code():
         import ctypes, json, os, socket
         libc = ctypes.CDLL(None, use_errno=True)
         def call(*args):
-            rc = libc.syscall(*args)
+            rc = libc.syscall(*[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
             return "ok" if rc >= 0 else os.strerror(ctypes.get_errno())
         fams = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17, "AF_VSOCK": 40,
                 "AF_ALG": 38, "AF_BLUETOOTH": 31, "AF_XDP": 44}
