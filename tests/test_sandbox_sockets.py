@@ -161,19 +161,22 @@ _NO_SECCOMP_HOST = textwrap.dedent('''
         out["if-available"] = sb.isolation["sockets"]
         out["errors"] = sb.isolation["errors"]
         out["run"] = sb.run("import socket\\nsocket.socket(socket.AF_UNIX)\\nprint('made')").observation
+    from score_distill.doctor import doctor
+    out["doctor"] = doctor()  # says why, on stdout, and fails
     print(json.dumps(out))
 ''')
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the refusing filter is written for x86_64")
 def test_fails_closed_where_the_kernel_refuses_the_filter():
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), COLUMNS="400")  # no wrapped table cells
     p = subprocess.run([sys.executable, "-c", _NO_SECCOMP_HOST], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert "cannot refuse sockets in the kernel" in out["required"] and "if-available" in out["required"]
     assert out["if-available"] == "allowed" and "made" in out["run"]
     assert any("seccomp socket filter" in e for e in out["errors"])
+    assert out["doctor"] == 1 and "cannot refuse sockets" in p.stdout
 
 
 def test_guarantees_report_the_socket_filter():

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from score_distill.sandbox.config import SandboxConfig
 
-# An idle interpreter after a few cells (numpy imported) costs about this much memory (PSS), measured by
-# benchmarks/sandbox_pool.py; a model's cell may take up to config.memory_mb on top, for a while.
+# Memory planned per live interpreter. One with numpy imported takes about 17 MB PSS / 30 MB RSS
+# (benchmarks/sandbox_pool.py); the rest is room for the model's own data. A single cell may still
+# take up to config.memory_mb (RLIMIT_AS) for a while.
 PER_INTERPRETER_MB = 64
 # Host fds per live interpreter: control pipe ends (2), output capture (1), uid lock (1), and the
 # pipes that subprocess opens while one is starting (2 + 2).

@@ -78,6 +78,11 @@ class Sandbox:
         return self._child.uid
 
     @property
+    def pid(self) -> int:
+        """The interpreter's process id (it changes when a timeout or crash restarts it)."""
+        return self._child.proc.pid
+
+    @property
     def workdir(self) -> str:
         return self._child.workdir
 
