@@ -104,7 +104,7 @@ def test_the_probe_detects_an_escape_when_sockets_are_allowed(listeners):
     assert len(listeners.accepted) > before
 
 
-def test_every_socket_family_and_io_uring_refused_in_native_code():
+def test_every_socket_family_io_uring_and_fd_theft_refused_in_native_code():
     code = bypass_variant(textwrap.dedent('''
         import ctypes, json, os, socket
         libc = ctypes.CDLL(None, use_errno=True)
@@ -123,6 +123,14 @@ def test_every_socket_family_and_io_uring_refused_in_native_code():
         out["io_uring_setup"] = call(425, 8, params)
         if os.uname().machine == "x86_64":
             out["x32 socket"] = call(41 | 0x40000000, 1, 1, 0)
+        # Taking a socket from another process, or driving one: refused even on oneself.
+        pidfd = libc.syscall(ctypes.c_long(434), ctypes.c_long(os.getpid()), ctypes.c_long(0))
+        out["pidfd_getfd"] = call(438, pidfd, 1, 0)
+        nr_ptrace, nr_vm = {"x86_64": (101, 310), "aarch64": (117, 270)}[os.uname().machine]
+        out["ptrace TRACEME"] = call(nr_ptrace, 0, 0, 0, 0)
+        buf = ctypes.create_string_buffer(8)
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 8)
+        out["process_vm_readv self"] = call(nr_vm, os.getpid(), iov, 1, iov, 1, 0)
         a, b = socket.socketpair()  # asyncio's self-pipe works
         a.send(b"x")
         out["pair works"] = b.recv(1) == b"x"

@@ -108,15 +108,20 @@ def _capset_zero():
 # mount that shows the socket file (D-Bus, journald, container runtimes, local servers). So the
 # kernel refuses socket(2) outright, whatever the family. socketpair(2) stays allowed for AF_UNIX
 # only: it makes two connected ends and nothing else (like pipe(2)), it cannot address anything
-# outside, and asyncio's self-pipe needs it. io_uring is refused too: its SOCKET/CONNECT
-# operations create and connect sockets without the socket(2) syscall.
+# outside, and asyncio's self-pipe needs it. Also refused: io_uring (its SOCKET/CONNECT operations
+# make sockets without socket(2)), pidfd_getfd (takes a socket from another process), and ptrace /
+# process_vm_readv/writev (drive another process into doing it). Those last three are already
+# refused across uids; the filter keeps them refused where all episodes share one uid.
 # Hand-written classic BPF instead of libseccomp: this file must stay stdlib-only (the child gets
 # it on its command line), libseccomp's own binding is not pip-installable (Debian's
 # python3-seccomp is built against the C library) and pyseccomp still needs libseccomp.so on the
-# host; the filter is fifteen instructions.
+# host; the filter is a score of instructions.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-_NR_SOCKET = {"x86_64": (41, 53), "aarch64": (198, 199)}  # (socket, socketpair)
-_NR_IO_URING = (425, 426, 427)  # io_uring_setup / _enter / _register (same numbers on both arches)
+_NR = {  # socketpair, then the refused syscalls: socket, ptrace, process_vm_readv/writev
+    "x86_64": {"socketpair": 53, "deny": (41, 101, 310, 311)},
+    "aarch64": {"socketpair": 199, "deny": (198, 117, 270, 271)},
+}
+_NR_DENY_COMMON = (425, 426, 427, 438)  # io_uring_setup/_enter/_register, pidfd_getfd: same on both arches
 _X32_SYSCALL_BIT = 0x40000000  # x86_64's x32 ABI has its own socket number: refuse that whole ABI
 _BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_JGE_K, _BPF_RET_K = 0x20, 0x15, 0x35, 0x06
 _SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
@@ -132,26 +137,30 @@ class _SockFprog(ctypes.Structure):
 
 
 def _socket_filter(machine):
-    """The BPF program (list of (code, jt, jf, k)); jumps count instructions after the next one."""
-    nr_socket, nr_socketpair = _NR_SOCKET[machine]
-    deny = _SECCOMP_RET_ERRNO | errno.EPERM
-    return [
-        (_BPF_LD_W_ABS, 0, 0, 4),                      # 0  seccomp_data.arch
-        (_BPF_JEQ_K, 1, 0, _AUDIT_ARCH[machine]),      # 1  native ABI -> 3
-        (_BPF_RET_K, 0, 0, deny),                      # 2  any other ABI (i386 int 0x80): refused
-        (_BPF_LD_W_ABS, 0, 0, 0),                      # 3  seccomp_data.nr
-        (_BPF_JGE_K, 9, 0, _X32_SYSCALL_BIT),          # 4  x32 ABI -> deny
-        (_BPF_JEQ_K, 8, 0, nr_socket),                 # 5  socket -> deny
-        (_BPF_JEQ_K, 4, 0, nr_socketpair),             # 6  socketpair -> 11
-        (_BPF_JEQ_K, 6, 0, _NR_IO_URING[0]),           # 7  io_uring_* -> deny
-        (_BPF_JEQ_K, 5, 0, _NR_IO_URING[1]),           # 8
-        (_BPF_JEQ_K, 4, 0, _NR_IO_URING[2]),           # 9
-        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),        # 10
-        (_BPF_LD_W_ABS, 0, 0, 16),                     # 11 args[0] (family), low 32 bits
-        (_BPF_JEQ_K, 0, 1, socket.AF_UNIX),            # 12 AF_UNIX -> 13, else deny
-        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),        # 13
-        (_BPF_RET_K, 0, 0, deny),                      # 14 deny: EPERM
+    """The BPF program as (code, jt, jf, k); a jump skips jt/jf instructions after itself."""
+    deny_nrs = list(_NR[machine]["deny"]) + list(_NR_DENY_COMMON)
+    n = len(deny_nrs)
+    pair_check = 7 + n  # index of the socketpair family check
+    deny = pair_check + 3  # index of the final "refuse"
+    prog = [
+        (_BPF_LD_W_ABS, 0, 0, 4),                               # 0 seccomp_data.arch
+        (_BPF_JEQ_K, 1, 0, _AUDIT_ARCH[machine]),               # 1 native ABI -> 3
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM),   # 2 any other ABI (i386 int 0x80): refused
+        (_BPF_LD_W_ABS, 0, 0, 0),                               # 3 seccomp_data.nr
+        (_BPF_JGE_K, deny - 5, 0, _X32_SYSCALL_BIT),            # 4 x32 ABI -> deny
+        (_BPF_JEQ_K, pair_check - 6, 0, _NR[machine]["socketpair"]),  # 5 -> family check
     ]
+    for i, nr in enumerate(deny_nrs):                           # 6 .. 5+n: refused outright
+        prog.append((_BPF_JEQ_K, deny - (6 + i) - 1, 0, nr))
+    prog += [
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),                 # 6+n everything else
+        (_BPF_LD_W_ABS, 0, 0, 16),                              # socketpair: args[0] (family), low 32 bits
+        (_BPF_JEQ_K, 0, 1, socket.AF_UNIX),                     # AF_UNIX -> allow, else deny
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM),   # deny: EPERM
+    ]
+    assert prog[pair_check] == (_BPF_LD_W_ABS, 0, 0, 16) and len(prog) == deny + 1
+    return prog
 
 
 def _install_socket_filter():
@@ -159,6 +168,9 @@ def _install_socket_filter():
     machine = os.uname().machine
     if machine not in _AUDIT_ARCH:
         raise OSError(errno.ENOSYS, f"no seccomp socket filter for architecture {machine}")
+    # prctl filters only the calling thread (and what it starts later): there must be no other yet.
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise OSError(errno.EBUSY, "the interpreter already runs several threads")
     prog = _socket_filter(machine)
     arr = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
     fprog = _SockFprog(len(prog), arr)
