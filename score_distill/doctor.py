@@ -34,11 +34,19 @@ def doctor(cfg: Any | None = None) -> int:
     t.add_column("value")
     t.add_column("ok")
     sb_cfg = cfg.sandbox if cfg is not None else SandboxConfig()
-    g = guarantees(sb_cfg)
+    status = 0
+    try:
+        g = guarantees(sb_cfg)
+    except RuntimeError as e:  # fail closed: e.g. the kernel refused the seccomp socket filter
+        g = {}
+        _row(t, "sandbox", str(e), False)
+        status = 1
     for k, v in g.items():
         ok = None
         if k == "network_isolation":
-            ok = v == "network-namespace"
+            ok = v == "namespace"
+        elif k == "sockets":
+            ok = v == "seccomp"
         _row(t, f"sandbox: {k}", v, ok)
     _row(t, "torch", torch.__version__)
     cuda = torch.cuda.is_available()
@@ -51,7 +59,6 @@ def doctor(cfg: Any | None = None) -> int:
         _row(t, f"optional: {what}", "installed" if importlib.util.find_spec(mod) else "not installed", None)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     _row(t, "chromium (report test)", chromium or "not found", None)
-    status = 0
     if cfg is not None and cfg.teacher.kind == "llm" and cfg.teacher.base_url:
         from score_distill.models.openai_compat import OpenAIPolicy
 
@@ -59,6 +66,6 @@ def doctor(cfg: Any | None = None) -> int:
                            timeout_s=10, max_retries=0)
         err = pol.ping()
         _row(t, f"teacher endpoint {cfg.teacher.base_url}", err or "reachable", err is None)
-        status = 1 if err else 0
+        status = 1 if err else status
     console.print(t)
     return status

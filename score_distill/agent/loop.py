@@ -182,7 +182,9 @@ def run_episodes(
     with progress_bar(len(queue), progress) as bar:
         while next_idx < len(queue) or live:
             # Admit new episodes (replaying their prefixes) up to the live limit.
-            while next_idx < len(queue) and len(live) < cfg.max_live_episodes:
+            # ...and while the sandbox pool has room: beyond what the host holds, episodes queue here.
+            while next_idx < len(queue) and len(live) < cfg.max_live_episodes and (
+                    not live or getattr(pool, "has_room", lambda: True)()):
                 st = queue[next_idx]
                 sb = pool.new(tools=tools_for(st.task))
                 steps = [s.model_copy(deep=True) for s in st.prefix]

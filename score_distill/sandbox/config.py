@@ -14,6 +14,11 @@ REFERENCE_IMPORTS = ["collections", "datetime", "itertools", "math", "numpy", "q
 DEFAULT_ALLOWED_IMPORTS = REFERENCE_IMPORTS + ["fractions", "decimal", "functools", "operator", "string", "json",
                                                "heapq", "bisect", "copy", "cmath", "typing", "dataclasses", "numbers"]
 
+# Home directories (secrets), and the directories where host daemons keep their sockets and
+# episodes keep their workdirs: an episode sees none of them (the seccomp filter refuses sockets
+# anyway; hiding is the second layer and keeps other episodes' workdir names out of sight).
+DEFAULT_HIDE_PATHS = ["/root", "/home", "/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"]
+
 
 class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -31,9 +36,13 @@ class SandboxConfig(BaseModel):
     network: Literal["namespace", "audit-hook", "allow"] = Field(
         "namespace", description="'namespace': a new empty network namespace (falls back to 'audit-hook' where that "
                                  "is impossible); 'audit-hook': only the weaker in-process hook; 'allow': host network")
+    socket_filter: Literal["required", "if-available"] = Field(
+        "required", description="a seccomp filter refuses socket(2) of every family (unix sockets included) unless "
+                                "network='allow'. 'required': the interpreter does not start where the kernel "
+                                "refuses the filter; 'if-available': it starts without (guarantees() says so)")
     uid: int | None = Field(None, description="root only: run as this uid; None: a free uid from uid_range per sandbox")
     uid_range: tuple[int, int] = Field((1_500_000, 1_501_000), description="[start, end) of per-sandbox uids (root)")
-    hide_paths: list[str] = Field(default_factory=lambda: ["/root", "/home"],
+    hide_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_HIDE_PATHS),
                                   description="replaced by an empty tmpfs inside the sandbox (the interpreter's "
-                                              "own install is re-exposed read-only)")
+                                              "own install and the workdir are re-exposed)")
     start_timeout_s: float = Field(30.0, gt=0, description="how long a new interpreter may take to start")

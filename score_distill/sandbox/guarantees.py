@@ -13,6 +13,12 @@ _NETWORK_MEANING = {
     "none": "network is not restricted (network='allow')",
 }
 
+_SOCKETS_MEANING = {
+    "seccomp": "kernel (seccomp) refuses socket(2) of every family and io_uring: no unix socket of the host "
+               "(D-Bus, journald, container runtimes, local servers) and no network is reachable, ctypes or not",
+    "allowed": "WEAK: socket(2) works; unix sockets whose files are visible in the sandbox can be connected to",
+}
+
 
 def guarantees(config: SandboxConfig | None = None) -> dict:
     """Start one interpreter and report what it has in force (measured, not assumed)."""
@@ -26,6 +32,8 @@ def guarantees(config: SandboxConfig | None = None) -> dict:
         "privileges": rep.get("privileges"),
         "network_isolation": rep.get("network"),
         "network_meaning": _NETWORK_MEANING.get(rep.get("network"), ""),
+        "sockets": rep.get("sockets", "allowed"),
+        "sockets_meaning": _SOCKETS_MEANING.get(rep.get("sockets", "allowed"), ""),
         "filesystem": rep.get("filesystem"),
         "hidden_paths": rep.get("hidden", []),
         "readonly_failed": rep.get("readonly_failed", []),

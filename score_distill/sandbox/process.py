@@ -69,7 +69,8 @@ class ChildProcess:
         self._r, c2p_w = os.pipe()
         spec = {
             "workdir": self.workdir, "uid": self.uid, "gid": self.uid, "ctl_in": p2c_r, "ctl_out": c2p_w,
-            "network": config.network, "workdir_mb": config.workdir_mb, "hide": config.hide_paths,
+            "network": config.network, "socket_filter": config.socket_filter,
+            "workdir_mb": config.workdir_mb, "hide": config.hide_paths,
             "expose": _expose_paths() + [self.workdir],
             "allowed_imports": config.allowed_imports,
             "limits": {"cpu_s": config.cpu_s, "as_bytes": config.memory_mb * 1024 * 1024,
@@ -110,8 +111,10 @@ class ChildProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([self._r], [], [], left)
-            if not ready:
+            # poll, not select: with hundreds of live interpreters the host's fds pass FD_SETSIZE (1024).
+            poller = select.poll()
+            poller.register(self._r, select.POLLIN)
+            if not poller.poll(max(1, int(left * 1000) + 1)):
                 raise TimeoutError
             chunk = os.read(self._r, max(65536, n - len(self._buf)))
             if not chunk:

@@ -48,11 +48,13 @@ class _Cell:
 
 class Sandbox:
     def __init__(self, config: SandboxConfig | None = None, tools: dict[str, ToolFn] | None = None, *,
-                 _child: ChildProcess | None = None, _lease: uids.UidLease | None = None):
+                 _child: ChildProcess | None = None, _lease: uids.UidLease | None = None,
+                 _on_close: Callable[[], None] | None = None):
         self.config = config or SandboxConfig()
         self.tools = dict(tools or {})
         self._lock = threading.Lock()
         self._lease = _lease
+        self._on_close = _on_close  # the pool's: a slot for a live interpreter is free again
         self._child: ChildProcess | None = _child
         self._history: list[tuple[str, list[ToolCall]]] = []  # completed cells, for restore-by-replay
         self.closed = False
@@ -74,6 +76,11 @@ class Sandbox:
     @property
     def uid(self) -> int:
         return self._child.uid
+
+    @property
+    def pid(self) -> int:
+        """The interpreter's process id (it changes when a timeout or crash restarts it)."""
+        return self._child.proc.pid
 
     @property
     def workdir(self) -> str:
@@ -119,6 +126,8 @@ class Sandbox:
             if self._lease is not None:
                 self._lease.release()
         _LIVE.discard(self)
+        if self._on_close is not None:
+            self._on_close()
 
     def __enter__(self) -> Sandbox:
         return self
