@@ -145,3 +145,20 @@ def test_evaluation_scores_judged_benchmarks_with_the_judge_and_never_asks_twice
     # Configurable from the run configuration.
     rc = load_config(None, preset="tiny", overrides=[f"eval.judge.base_url={srv.base_url}", "eval.judge.model=judge-model"])
     assert rc.eval.judge.model == "judge-model"
+
+
+def test_an_unreachable_judge_stops_the_evaluation_instead_of_scoring_zero(tmp_path):
+    import pytest
+
+    from score_distill.stages.evaluate import evaluate_policy
+    from score_distill.tasks.judge import JudgeConfig, make_answer_judge
+    from score_distill.testing.openai_server import FakeOpenAIServer, Fault
+    from score_distill.user_errors import EndpointError
+
+    suites = {"deep": [_bench(0, ["Paris"], "deep", "accuracy")]}
+    with FakeOpenAIServer(lambda r: "unused", faults=[Fault.status(500)] * 4) as srv:
+        judge = make_answer_judge(JudgeConfig(base_url=srv.base_url, model="fake-model", max_retries=0),
+                                  tmp_path / "cache.jsonl")
+        with pytest.raises(EndpointError, match="server_error|500"):
+            evaluate_policy(_run_jobs_answering({"deep0": "Lyon"}, []), suites, [0], tmp_path / "p", judge=judge)
+    assert (tmp_path / "p" / "deep" / "seed0.jsonl").exists()  # the episodes are kept for the rerun

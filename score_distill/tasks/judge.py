@@ -201,11 +201,20 @@ def apply_judge(trajectories: list[Trajectory], judge: AnswerJudge) -> dict[str,
     """Score judge-scored tasks by the judge (deterministic checks first, cache next), in place.
 
     ``score`` and ``outcome`` follow the verdict; ``meta["judge"]`` says where it came from. A failed
-    judgement scores 0 and is counted, never guessed. Returns counts by source.
+    judgement (a reply that is not the JSON verdict) scores 0 and is counted, never guessed; an endpoint
+    that does not answer raises :class:`~score_distill.user_errors.EndpointError`. Returns counts by source.
     """
     todo = [t for t in trajectories if judged(t.task)]
     counts: Counter[str] = Counter()
-    for t, r in zip(todo, judge.judge([(t.task, t.final_answer) for t in todo])):
+    results = judge.judge([(t.task, t.final_answer) for t in todo])
+    down = next((r.failure for r in results if r.failure and r.failure.startswith("backend error")), None)
+    if down is not None:
+        # An unreachable judge must not turn into scores of 0: stop; verdicts so far are cached, a rerun resumes.
+        from score_distill.user_errors import EndpointError  # here: user_errors imports the config, which imports us
+
+        raise EndpointError(f"answer judge {getattr(judge.policy, 'name', '')}: {down}; the verdicts obtained "
+                               "so far are cached, run the evaluation again once the endpoint answers")
+    for t, r in zip(todo, results):
         counts[r.source] += 1
         ok = bool(r.equivalent)
         t.score = 1.0 if ok else 0.0
