@@ -487,6 +487,9 @@ class Pipeline:
         suites = self.eval_suites() if own else suites
         eval_dir = self.stage_dir("eval") if eval_dir is None else eval_dir
         seeds = self.cfg.eval.seeds
+        from score_distill.tasks.judge import make_answer_judge
+
+        judge = make_answer_judge(self.cfg.eval.judge, eval_dir / "answer_judge_cache.jsonl")
         results: dict[str, Any] = {}
         for policy in self.cfg.eval.policies:
             out_dir = eval_dir / policy
@@ -498,7 +501,7 @@ class Pipeline:
 
                 # A deterministic teacher (the oracle) gives the same trajectories for every seed.
                 t_seeds = seeds if self.cfg.teacher.kind == "llm" else seeds[:1]
-                results[policy] = evaluate_policy(run_teacher, suites, t_seeds, out_dir)
+                results[policy] = evaluate_policy(run_teacher, suites, t_seeds, out_dir, judge=judge)
                 continue
             model = self.policy_model(policy)
             if model is None:
@@ -511,7 +514,7 @@ class Pipeline:
                 return policy_runner(pol, self.pool, self.cfg.agent, self.cfg.eval.sampling,
                                      tools_for=self.tools_for, label=f"eval {_policy}")(jobs)
 
-            results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir)
+            results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir, judge=judge)
             gc.collect()
         old = eval_dir / "results.json"
         if old.exists():  # keep figures of policies evaluated earlier (e.g. by the study)

@@ -180,3 +180,24 @@ def test_guards_on_reference_teacher_steps():
     leaked = {i for i, (s, ans, q, obs) in enumerate(rows) if leaks_answer(s, ans, obs, q)}
     tp = len(leaked & GOLD_LEAK)
     assert tp / max(1, len(leaked)) >= 0.85 and tp / len(GOLD_LEAK) >= 0.85, (leaked - GOLD_LEAK, GOLD_LEAK - leaked)
+
+
+# ----------------------------------------------------------------------------- one check for any teacher
+
+
+def test_check_teacher_step_types_each_violation_and_grounds_in_the_prefix():
+    from score_distill.teachers.guards import check_teacher_step
+    from score_distill.trajectory import Task
+
+    task = Task(id="t", question="What label does the Grolmo Orchestra record for?", answer="Stixnond Dynamics")
+    submit = act("final_answer_print('Stixnond Dynamics')", "That answers the question.")
+    unseen = [Step(kind="plan", thought="Search."), Step(code="r = web_search('the Grolmo Orchestra')",
+                                                        observation="(no output)")]
+    v = check_teacher_step(submit, task, unseen)
+    assert v is not None and v.guard == "answer_leak" and v.reason().startswith("guard: answer_leak")
+    seen = unseen[:1] + [unseen[1].model_copy(update={"observation": "It records for Stixnond Dynamics."})]
+    assert check_teacher_step(submit, task, seen) is None
+    talk = act("print(r)", "Let me fix the mistake and search again.")
+    v = check_teacher_step(talk, task, seen)
+    assert v is not None and v.guard == "correction_talk" and "fix" in v.detail
+    assert v.model_dump(mode="json")["step"]["thought"] == talk.thought  # recorded with the step itself

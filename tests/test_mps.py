@@ -150,3 +150,52 @@ def test_resumed_run_equals_uninterrupted_run(pool, tmp_path):
     strip = lambda r: [(s.render(), s.observation, s.origin) for s in r.steps] + [  # noqa: E731
         (c.step_index, c.valid) for c in r.corrections]
     assert [strip(r) for r in resumed] == [strip(r) for r in full]
+
+
+class _Rewriting:
+    """The oracle, except that its replacement steps are rewritten (a teacher that leaks or talks)."""
+
+    def __init__(self, inner, rewrite):
+        self.inner, self.rewrite, self.name = inner, rewrite, "rewriting-oracle"
+        self.usage = inner.usage
+
+    def solve(self, tasks):
+        return self.inner.solve(tasks)
+
+    def locate(self, trajectories):
+        return self.inner.locate(trajectories)
+
+    def correct(self, trajectories, verdicts):
+        props = self.inner.correct(trajectories, verdicts)
+        for t, p in zip(trajectories, props):
+            p.step = self.rewrite(t.task, p.step)
+        return props
+
+
+@pytest.mark.parametrize("guard", ["answer_leak", "correction_talk"])
+def test_every_teachers_step_passes_the_guards_and_a_violation_is_recorded_not_trained(pool, tmp_path, guard):
+    from score_distill.rl.items import build_rl_items
+    from score_distill.stages.split import SplitConfig, split_mps
+
+    def rewrite(task, step):
+        if guard == "answer_leak":
+            return step.model_copy(update={"code": f"final_answer_print({task.answer!r})"})
+        return step.model_copy(update={"thought": "To correct the mistake, " + step.thought})
+
+    tasks = make_tasks("math", 2, 3, seed=5, split="train")
+    student = student_with_error_at(tasks, {t.id: 2 for t in tasks})
+    teacher = _Rewriting(OracleTeacher(sandbox_pool=pool), rewrite)
+    recs = run_mps(student, teacher, tasks, pool, AgentConfig(max_steps=6), MPSConfig(max_corrections=3),
+                   tmp_path / "mps.jsonl")
+    for r in recs:
+        assert r.meta["mps_status"] == "failed" and r.meta["failure"].startswith(f"guard: {guard}")
+        g = r.meta["guard_violation"]
+        assert g["guard"] == guard and g["step_index"] == 2 and g["teacher"] == "rewriting-oracle"
+        assert not r.corrections and all(s.origin == "student" for s in r.steps)
+    on_disk = read_jsonl(tmp_path / "mps.jsonl", Trajectory)
+    assert all(r.meta["guard_violation"]["guard"] == guard for r in on_disk)
+    sft, _ = split_mps(recs, SplitConfig(sft_share=1.0), seed=0)
+    assert sft == []
+    items = build_rl_items(recs, sft_task_ids=[])
+    assert all(it.kind == "question_only" for it in items)
+    assert mps_statistics(recs)["failures_by_cause"] == {f"guard: {guard}": 2}

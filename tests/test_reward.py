@@ -54,7 +54,38 @@ def test_each_reward_case():
         (1.0, "correct"), (0.5, "teacher_equivalent"), (0.0, "repeats_mistake"), (0.1, "other"), (0.0, "no_final_answer")]
     assert got[1].method == "same_code" and got[2].method == "same_code"
     assert reason_counts(got) == {"correct": 1, "teacher_equivalent": 1, "repeats_mistake": 1, "other": 1,
-                                  "no_final_answer": 1, "wrong": 0}
+                                  "no_final_answer": 1, "wrong": 0, "answers_wrong": 0}
+
+
+def test_a_key_step_that_itself_answers_wrong_earns_zero_as_the_reference_scores_it():
+    answers_at_once = traj([PLAN, act("final_answer_print(45)", "45", final="45")], "wrong")
+    avoids_and_continues = traj([PLAN, act("print(6 - 7)", "-1"), FINISH_WRONG], "wrong")
+    got = rewards([answers_at_once, avoids_and_continues])
+    assert [(r.reward, r.reason) for r in got] == [(0.0, "answers_wrong"), (0.1, "other")]
+    # The rollout that repeats the mistake's own answer is still "repeats_mistake".
+    item = ITEM.model_copy(update={"rejected": act("final_answer_print(13)", "13", final="13")})
+    repeat = traj([PLAN, act("final_answer_print(6 + 7)", "13", final="13")], "wrong")
+    assert rewards([repeat], item=item)[0].reason == "repeats_mistake"
+    # The old rule only behind its flag.
+    old = rewards([answers_at_once], weights=RewardWeights(wrong_answer_key_step_earns_other=True))[0]
+    assert (old.reward, old.reason) == (0.1, "other")
+
+
+def test_two_silent_steps_are_not_the_same_result():
+    silent_teacher = Step(thought="store it", code="p = 6 * 7", observation="(no output)", origin="teacher")
+    item = ITEM.model_copy(update={"chosen": silent_teacher})
+    silent_other = traj([PLAN, act("q = 6 - 7", "(no output)"), FINISH_WRONG], "wrong")
+    r = rewards([silent_other], item=item)[0]
+    assert (r.reward, r.reason) == (0.1, "other")
+    # The same silent code is still the same step (same_code), whatever it printed.
+    same = traj([PLAN, act("prod = 6 * 7", "(no output)"), FINISH_WRONG], "wrong")
+    assert rewards([same], item=item)[0].reason == "teacher_equivalent"
+    legacy = EquivalenceChecker(EquivalenceConfig(silent_outputs_match=True))
+    r = rewards([silent_other], item=item, checker=legacy)[0]
+    assert (r.reward, r.reason, r.method) == (0.5, "teacher_equivalent", "same_result")
+    cfg = EquivalenceConfig()
+    for silent in ("(no output)", "Execution successful, no output.", "", "None"):
+        assert not deterministic_equivalence(act("a = 1", silent), act("b = 2", silent), cfg).equivalent
 
 
 def test_key_step_credit_without_final_answer_is_configurable():

@@ -65,3 +65,100 @@ def test_batching_and_parse_reply():
     j.judge([(_task(i), f"Lyon {i}") for i in range(7)])
     assert pol.batches == [3, 3, 1]
     assert parse_reply('  {"equivalent": false, "reason": ""} ').equivalent is False
+
+
+# ----------------------------------------------------------------------------- in evaluation, over real HTTP
+
+
+def _bench(i: int, gold, kind: str, metric: str) -> Task:
+    return Task(id=f"{kind}{i}", question=f"Question {kind} {i}?", answer=gold,
+                meta={"benchmark": f"b-{kind}", "kind": kind, "metric": metric})
+
+
+def _run_jobs_answering(answers: dict[str, str], calls: list):
+    """The policy side of evaluation: each task gets the recorded answer (the judge is what is tested)."""
+    from score_distill.tasks.scoring import score
+    from score_distill.trajectory import Trajectory
+
+    def run(jobs):
+        calls.append(len(jobs))
+        out = []
+        for tasks, _seed in jobs:
+            trajs = []
+            for t in tasks:
+                a = answers[t.id]
+                trajs.append(Trajectory(task=t, final_answer=a, score=score(t, a),
+                                        outcome="correct" if score(t, a) == 1.0 else "wrong"))
+            out.append(trajs)
+        return out
+
+    return run
+
+
+def test_evaluation_scores_judged_benchmarks_with_the_judge_and_never_asks_twice(tmp_path):
+    from score_distill.config import load_config
+    from score_distill.stages.evaluate import evaluate_policy
+    from score_distill.tasks.judge import JudgeConfig, make_answer_judge
+    from score_distill.testing.openai_server import FakeOpenAIServer
+
+    suites = {
+        "deep": [_bench(0, ["Paris"], "deep", "accuracy"), _bench(1, ["Paris"], "deep", "accuracy"),
+                 _bench(2, ["Paris"], "deep", "accuracy"), _bench(3, ["Paris"], "deep", "accuracy")],
+        "math": [_bench(0, "\\frac{1}{2}", "math", "accuracy"), _bench(1, "12", "math", "accuracy")],
+        "qa": [_bench(0, ["Paris"], "qa", "f1")],
+    }
+    answers = {"deep0": "Paris", "deep1": "It is Paris, the French capital", "deep2": "Lyon", "deep3": "unclear",
+               "math0": "0.5", "math1": "twelve", "qa0": "Paris, France"}
+
+    def responder(req):
+        user = req["messages"][-1]["content"]
+        assert "Reference answer" in user and req["temperature"] == 0.0
+        cand = user.split("Candidate answer:\n", 1)[1]
+        if cand == "unclear":
+            return "I cannot tell."  # not the JSON verdict: retried once, then a recorded failure
+        return json.dumps({"equivalent": "Paris" in cand or cand == "twelve", "reason": "compared"})
+
+    cache = tmp_path / "eval" / "answer_judge_cache.jsonl"
+    with FakeOpenAIServer(responder, model_names=["judge-model"]) as srv:
+        cfg = JudgeConfig(base_url=srv.base_url, model="judge-model", max_retries=0)
+        calls: list = []
+        res = evaluate_policy(_run_jobs_answering(answers, calls), suites, [0, 1], tmp_path / "eval" / "p",
+                              judge=make_answer_judge(cfg, cache))
+        # Deterministic checks first: "Paris" (exact) and 0.5 == 1/2 (math-verify) never reach the judge;
+        # QA keeps token F1. Asked: deep1, deep2, deep3 (+1 retry), math1 -- once each, both seeds share the cache.
+        asked = [json.loads(r.body)["messages"][-1]["content"].split("Candidate answer:\n")[1]
+                 for r in srv.chat_requests]
+        assert sorted(asked) == sorted(["It is Paris, the French capital", "Lyon", "unclear", "unclear", "twelve"])
+        n_first = len(srv.chat_requests)
+        assert res["deep"]["success_mean"] == 0.5 and res["math"]["success_mean"] == 1.0
+        assert res["deep"]["judge"]["failure"] == 2  # deep3 on both seeds, scored 0
+        assert res["qa"]["success_mean"] < 1.0 and "judge" not in res["qa"]
+        # A resumed (or repeated) evaluation: the trajectories are on disk and the verdicts in the cache.
+        res2 = evaluate_policy(_run_jobs_answering(answers, calls), suites, [0, 1], tmp_path / "eval" / "p",
+                               judge=make_answer_judge(cfg, cache))
+        assert calls == [6]  # the policy ran once
+        only_failures_again = [json.loads(r.body)["messages"][-1]["content"].endswith("unclear")
+                               for r in srv.chat_requests[n_first:]]
+        assert all(only_failures_again)  # nothing judged before is asked again; a failure is not cached
+        assert {k: v["success_mean"] for k, v in res2.items()} == {k: v["success_mean"] for k, v in res.items()}
+    assert [json.loads(x)["task_id"] for x in cache.read_text().splitlines()].count("deep1") == 1
+    # Configurable from the run configuration.
+    rc = load_config(None, preset="tiny", overrides=[f"eval.judge.base_url={srv.base_url}", "eval.judge.model=judge-model"])
+    assert rc.eval.judge.model == "judge-model"
+
+
+def test_an_unreachable_judge_stops_the_evaluation_instead_of_scoring_zero(tmp_path):
+    import pytest
+
+    from score_distill.stages.evaluate import evaluate_policy
+    from score_distill.tasks.judge import JudgeConfig, make_answer_judge
+    from score_distill.testing.openai_server import FakeOpenAIServer, Fault
+    from score_distill.user_errors import EndpointError
+
+    suites = {"deep": [_bench(0, ["Paris"], "deep", "accuracy")]}
+    with FakeOpenAIServer(lambda r: "unused", faults=[Fault.status(500)] * 4) as srv:
+        judge = make_answer_judge(JudgeConfig(base_url=srv.base_url, model="fake-model", max_retries=0),
+                                  tmp_path / "cache.jsonl")
+        with pytest.raises(EndpointError, match="server_error|500"):
+            evaluate_policy(_run_jobs_answering({"deep0": "Lyon"}, []), suites, [0], tmp_path / "p", judge=judge)
+    assert (tmp_path / "p" / "deep" / "seed0.jsonl").exists()  # the episodes are kept for the rerun

@@ -33,6 +33,7 @@ class RewardWeights(_Cfg):
     (the released code gives 0 to a rollout that never calls final_answer_print, and so do we unless
     ``key_step_credit_without_final_answer``); otherwise the key step decides: equivalent to the
     teacher's step -> ``teacher_equivalent``, to the original wrong step -> ``repeats_mistake``,
+    a key step that itself submits a wrong answer -> ``answers_wrong`` (0, as the reference scores it),
     anything else -> ``other``.
     """
 
@@ -42,7 +43,11 @@ class RewardWeights(_Cfg):
     other: float = 0.1
     no_final_answer: float = 0.0
     wrong: float = 0.0  # outcome-only items (no correction) and the sparse-reward ablation
+    answers_wrong: float = 0.0
     key_step_credit_without_final_answer: bool = False
+    wrong_answer_key_step_earns_other: bool = Field(
+        False, description="Old rule, off by default: a key step that itself submits a wrong answer earns `other` "
+        "(0.1) instead of `answers_wrong` (0, the reference's value).")
 
 
 class EquivalenceConfig(_Cfg):
@@ -50,6 +55,9 @@ class EquivalenceConfig(_Cfg):
 
     same_code: bool = Field(True, description="Same code after AST normalisation (names canonicalised).")
     same_observation: bool = Field(True, description="Same non-empty, error-free execution output.")
+    silent_outputs_match: bool = Field(
+        False, description="Old rule, off by default: two steps that both print nothing ('(no output)') count as "
+        "the same result. The reference compares what a step computed; an empty output shows nothing.")
     plan_similarity: float = Field(0.8, ge=0, le=1, description="difflib ratio at/above which two plans match.")
     use_judge: bool = Field(False, description="Ask an LLM judge when the deterministic checks say no.")
     judge_cache: str | None = Field(None, description="JSONL cache of judge verdicts (default: out_dir/judge_cache.jsonl).")

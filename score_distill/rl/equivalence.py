@@ -124,12 +124,17 @@ def plan_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
 
 
-def _clean_observation(step: Step) -> str | None:
+# What the sandbox (and the reference's interpreter) print for a step that printed nothing. Two silent
+# steps have not shown the same result: they have shown none, so silence is no evidence of equivalence.
+SILENT_OUTPUTS = frozenset({"", "none", "(no output)", "execution successful, no output."})
+
+
+def _clean_observation(step: Step, silent_matches: bool = False) -> str | None:
     """The step's output when it is usable evidence of equivalence (non-empty, not an error)."""
     if step.error is not None:
         return None
     obs = normalize_text(step.observation)
-    if not obs or obs == "none":
+    if not obs or obs == "none" or (obs in SILENT_OUTPUTS and not silent_matches):
         return None
     return obs
 
@@ -152,7 +157,8 @@ def deterministic_equivalence(candidate: Step, reference: Step, cfg: Equivalence
         if candidate.final_answer is not None and reference.final_answer is not None:
             if normalize_text(candidate.final_answer) == normalize_text(reference.final_answer):
                 return Verdict(True, "same_final_answer")
-        a, b = _clean_observation(candidate), _clean_observation(reference)
+        a = _clean_observation(candidate, cfg.silent_outputs_match)
+        b = _clean_observation(reference, cfg.silent_outputs_match)
         if a is not None and a == b:
             return Verdict(True, "same_result")
     return Verdict(False, "none")

@@ -7,12 +7,18 @@ rollout starts from the verified prefix) is ``a_k``::
     no final answer at all                -> weights.no_final_answer    (0.0)  "no_final_answer"
     a_k equivalent to the teacher's step  -> weights.teacher_equivalent (0.5)  "teacher_equivalent"
     a_k equivalent to the original mistake-> weights.repeats_mistake    (0.0)  "repeats_mistake"
+    a_k itself submits a wrong answer     -> weights.answers_wrong      (0.0)  "answers_wrong"
     anything else                         -> weights.other              (0.1)  "other"
 
 "No final answer" is checked before the key step, as in the released code (a rollout that never
 calls final_answer_print gets 0): otherwise a policy could farm 0.5 by copying the teacher's step
 and never finishing. ``key_step_credit_without_final_answer`` flips that order. Question-only items
 and the sparse-reward ablation get the outcome reward only ("correct" / "wrong" / "no_final_answer").
+
+The 0.1 rewards a key step that avoided the known mistake *and left the task open*; a key step that
+itself calls final_answer_print with a wrong answer has not avoided anything: the episode ends
+there, wrong, and the reference scores it 0. ``RewardWeights.wrong_answer_key_step_earns_other``
+restores the earlier 0.1 for comparison with old runs.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from score_distill.rl.equivalence import EquivalenceChecker
 from score_distill.rl.items import RLItem
 from score_distill.trajectory import Step, Trajectory
 
-REASONS = ("correct", "teacher_equivalent", "repeats_mistake", "other", "no_final_answer", "wrong")
+REASONS = ("correct", "teacher_equivalent", "repeats_mistake", "other", "no_final_answer", "wrong", "answers_wrong")
 
 
 @dataclass
@@ -79,11 +85,14 @@ def compute_rewards(
         r = [(items[i].task.question, s, items[i].rejected) for i, s in pairs]
         verdicts = checker.check_many(q + r)  # one batch: one round of judge calls
         to_teacher, to_mistake = verdicts[: len(pairs)], verdicts[len(pairs):]
-        for (i, _), vt, vm in zip(pairs, to_teacher, to_mistake):
+        for (i, step), vt, vm in zip(pairs, to_teacher, to_mistake):
             if vt.equivalent:
                 results[i] = RewardResult(weights.teacher_equivalent, "teacher_equivalent", vt.method)
             elif vm.equivalent:
                 results[i] = RewardResult(weights.repeats_mistake, "repeats_mistake", vm.method)
+            elif step.final_answer is not None and not weights.wrong_answer_key_step_earns_other:
+                # The key step ended the episode with a wrong answer (the outcome is not "correct").
+                results[i] = RewardResult(weights.answers_wrong, "answers_wrong", vt.method)
             else:
                 results[i] = RewardResult(weights.other, "other", vt.method)
     return [r for r in results if r is not None]

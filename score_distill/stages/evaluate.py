@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
 from score_distill.models.base import Policy, SamplingParams
+from score_distill.tasks.judge import AnswerJudge, JudgeConfig, apply_judge
 from score_distill.teachers.oracle import verified_progress
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_jsonl
@@ -29,6 +30,9 @@ class EvalConfig(BaseModel):
     )
     benchmarks: list[str] = Field(default_factory=list, description="Paper benchmarks to evaluate on (names or paths).")
     max_benchmark_tasks: int | None = Field(None, description="Cap per benchmark (None = all).")
+    judge: JudgeConfig | None = Field(
+        None, description="LLM answer judge for the benchmarks the paper scores by 'accuracy (LLM judge)' "
+        "(math and deep search); exact match and math-verify decide first. None: deterministic checks only.")
     policies: list[str] = Field(
         default_factory=lambda: ["teacher", "student_init", "bc_init", "bc_baseline", "score_sft", "score_rl"],
         description="Which policies the pipeline evaluates.",
@@ -67,16 +71,29 @@ def evaluate_policy(
     suites: dict[str, list[Task]],
     seeds: list[int],
     out_dir: Path,
+    *,
+    judge: AnswerJudge | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every (suite, seed) not yet on disk runs through ``run_jobs`` in ONE call, so a local model
     decodes all of them in the same batches (small suites x seeds would otherwise mean many tiny
-    batches). Each result file is then written whole; finished files are reused."""
+    batches). Each result file is then written whole; finished files are reused.
+
+    With a ``judge``, answers of judge-scored benchmarks are scored by it when the figures are computed
+    (the files keep the sandbox's deterministic scores); its verdicts are cached on disk, so a resumed
+    or repeated evaluation asks it nothing twice."""
     paths = {(suite, seed): out_dir / suite / f"seed{seed}.jsonl" for suite in suites for seed in seeds}
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
         for key, trajs in zip(missing, run_jobs([(suites[k[0]], k[1]) for k in missing])):
             write_jsonl(paths[key], trajs)
-    return {suite: metrics([read_jsonl(paths[(suite, seed)], Trajectory) for seed in seeds]) for suite in suites}
+    out = {}
+    for suite in suites:
+        per_seed = [read_jsonl(paths[(suite, seed)], Trajectory) for seed in seeds]
+        counts = apply_judge([t for trajs in per_seed for t in trajs], judge) if judge is not None else None
+        out[suite] = metrics(per_seed)
+        if counts:
+            out[suite]["judge"] = counts
+    return out
 
 
 def policy_runner(

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
 from score_distill.models.base import Policy
 from score_distill.teachers.base import Teacher
+from score_distill.teachers.guards import check_teacher_step
 from score_distill.trajectory import Correction, Task, Trajectory, Usage
 from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_jsonl
 
@@ -132,6 +133,14 @@ def mentor_chunk(
                 continue
             k = v.first_error_step
             steps = w.traj.steps
+            # Every teacher's step passes the leak and correction-talk guards (the oracle's too); a step
+            # that fails them is recorded with the task and never executed, trained on or made an RL target.
+            violation = check_teacher_step(p.step, w.traj.task, steps[:k])
+            if violation is not None:
+                violation.step_index, violation.teacher = k, getattr(teacher, "name", "")
+                w.status, w.failure = FAILED, violation.reason()
+                w.traj.meta["guard_violation"] = violation.model_dump(mode="json")
+                continue
             chosen = p.step.model_copy(update={"origin": "teacher", "observation": "", "final_answer": None})
             for c in w.traj.corrections:
                 if c.step_index >= k:

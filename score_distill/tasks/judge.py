@@ -7,6 +7,10 @@ the judge model gets question, gold and answer and must reply with exactly the J
 retried once and then recorded as a failure: never "the word true appears in the reply".
 Verdicts are cached on disk (JSONL, crash-safe), keyed by a hash of question, gold, answer and
 judge model, so re-scoring costs nothing; all pending items go to the policy as one batch.
+
+Evaluation (``eval.judge`` in the run configuration) uses it where the paper scores with an LLM
+judge: benchmarks whose metric is "accuracy" (math and deep search). QA benchmarks keep token F1,
+and the built-in suites keep their exact checks, as in the paper.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from score_distill.models.base import Policy, SamplingParams
-from score_distill.trajectory import Task, Usage
+from score_distill.trajectory import Task, Trajectory, Usage
 from score_distill.utils.jsonl import DataError, append_jsonl, iter_json_lines
 
 from .scoring import is_correct
@@ -96,6 +102,8 @@ class AnswerJudge:
     def judge(self, items: list[tuple[Task, str | None]]) -> list[JudgeResult]:
         results: list[JudgeResult | None] = [None] * len(items)
         pending: list[int] = []
+        first: dict[str, int] = {}  # identical (task, answer) pairs, e.g. across sampling seeds, are asked once
+        dup: dict[int, int] = {}
         for i, (task, answer) in enumerate(items):
             if answer is None or not str(answer).strip():
                 results[i] = JudgeResult(False, "no answer", "deterministic")
@@ -103,12 +111,18 @@ class AnswerJudge:
                 results[i] = JudgeResult(True, "deterministic match", "deterministic")
             elif task.meta.get("suite") in ("math", "search"):
                 results[i] = JudgeResult(False, "exact answer differs", "deterministic")
-            elif (hit := self._cache.get(self.key(task, answer))) is not None:
+            elif (hit := self._cache.get(key := self.key(task, answer))) is not None:
                 results[i] = JudgeResult(hit["equivalent"], hit.get("reason", ""), "cache")
+            elif key in first:
+                dup[i] = first[key]
             else:
+                first[key] = i
                 pending.append(i)
         for start in range(0, len(pending), self.batch_size):
             self._judge_llm(items, pending[start: start + self.batch_size], results)
+        for i, j in dup.items():
+            r = results[j]
+            results[i] = r if r is None or r.source == "failure" else JudgeResult(r.equivalent, r.reason, "cache")
         return [r for r in results if r is not None]
 
     def _judge_llm(self, items, idx: list[int], results: list) -> None:
@@ -146,3 +160,69 @@ class AnswerJudge:
     def is_correct(self, task: Task, answer: str | None) -> bool:
         """A failed judgement counts as not correct (and is visible in ``usage.failures``)."""
         return bool(self.judge([(task, answer)])[0].equivalent)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class JudgeConfig(BaseModel):
+    """The answer judge of evaluation: a model behind an OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    model: str = Field(description="Model name served by the endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    max_concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0, description="Retries of a failed request (transport errors).")
+    invalid_reply_retries: int = Field(1, ge=0, description="Re-asks after a reply that is not the JSON verdict.")
+    cache: str | None = Field(None, description="JSONL verdict cache (default: answer_judge_cache.jsonl in the "
+                              "evaluation folder); a resumed evaluation never asks twice.")
+
+
+def make_answer_judge(cfg: JudgeConfig | None, default_cache: str | os.PathLike) -> AnswerJudge | None:
+    """The configured judge over an :class:`OpenAIPolicy`, or None when none is configured."""
+    if cfg is None:
+        return None
+    from score_distill.models.openai_compat import OpenAIPolicy
+
+    policy = OpenAIPolicy(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency,
+                          timeout_s=cfg.timeout_s, max_retries=cfg.max_retries)
+    return AnswerJudge(policy, cfg.cache or default_cache, retries=cfg.invalid_reply_retries)
+
+
+def judged(task: Task) -> bool:
+    """Whether the paper scores this task's answers with an LLM judge ("accuracy" benchmarks)."""
+    return task.meta.get("metric") == "accuracy" and task.meta.get("suite") not in ("math", "search")
+
+
+def apply_judge(trajectories: list[Trajectory], judge: AnswerJudge) -> dict[str, int]:
+    """Score judge-scored tasks by the judge (deterministic checks first, cache next), in place.
+
+    ``score`` and ``outcome`` follow the verdict; ``meta["judge"]`` says where it came from. A failed
+    judgement (a reply that is not the JSON verdict) scores 0 and is counted, never guessed; an endpoint
+    that does not answer raises :class:`~score_distill.user_errors.EndpointError`. Returns counts by source.
+    """
+    todo = [t for t in trajectories if judged(t.task)]
+    counts: Counter[str] = Counter()
+    results = judge.judge([(t.task, t.final_answer) for t in todo])
+    down = next((r.failure for r in results if r.failure and r.failure.startswith("backend error")), None)
+    if down is not None:
+        # An unreachable judge must not turn into scores of 0: stop; verdicts so far are cached, a rerun resumes.
+        from score_distill.user_errors import EndpointError  # here: user_errors imports the config, which imports us
+
+        raise EndpointError(f"answer judge {getattr(judge.policy, 'name', '')}: {down}; the verdicts obtained "
+                               "so far are cached, run the evaluation again once the endpoint answers")
+    for t, r in zip(todo, results):
+        counts[r.source] += 1
+        ok = bool(r.equivalent)
+        t.score = 1.0 if ok else 0.0
+        if t.final_answer is not None and t.outcome in ("correct", "wrong"):
+            t.outcome = "correct" if ok else "wrong"
+        verdict: dict[str, Any] = {"source": r.source, "equivalent": r.equivalent,
+                                   "judge": getattr(judge.policy, "name", "")}
+        if r.failure:
+            verdict["failure"] = r.failure
+        t.meta["judge"] = verdict
+    return dict(counts)

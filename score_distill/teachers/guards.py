@@ -21,6 +21,10 @@ leak. An ungrounded form in the step is a leak when
    (``answer = 7``). A short value inside arithmetic (``x**2``) is computation, not a leak;
    short values in prose are everywhere and are never flagged.
 
+Both guards run on every teacher's replacement steps, the built-in oracle's included: the LLM
+teacher retries a step that fails them, and MPS (:func:`check_teacher_step`) checks whatever a
+teacher proposes once more and records a violation instead of training on it.
+
 Limits, stated: a multiple-choice letter or any answer that the question itself contains is
 always grounded (choosing it is the reasoning, and no literal check can tell knowledge from a
 leak); the main defence there is that the step writer never sees the reference answer.
@@ -32,9 +36,12 @@ import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from score_distill.agent.format import FINAL_ANSWER_FN
-from score_distill.trajectory import Step
+from score_distill.trajectory import Step, Task
 
 # --------------------------------------------------------------------------- answer forms
 
@@ -278,3 +285,34 @@ def correction_phrase(step: Step) -> str | None:
 def talks_about_correction(step: Step) -> bool:
     """True when the step reads as a correction of an earlier mistake rather than a natural step."""
     return correction_phrase(step) is not None
+
+
+# --------------------------------------------------------------------------- one check for any teacher
+
+GuardKind = Literal["answer_leak", "correction_talk"]
+
+
+class GuardViolation(BaseModel):
+    """A teacher step that failed a guard: recorded with the MPS record, never trained on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guard: GuardKind
+    detail: str
+    step_index: int | None = None  # the position the step would have replaced (0-based)
+    teacher: str = ""
+    step: Step | None = None
+
+    def reason(self) -> str:
+        return f"guard: {self.guard}: {self.detail}"
+
+
+def check_teacher_step(step: Step, task: Task, prefix: list[Step]) -> GuardViolation | None:
+    """Both guards on a teacher's step written after ``prefix`` (the observations the student saw)."""
+    if leaks_answer(step, task.answer, [s.observation for s in prefix], task.question):
+        return GuardViolation(guard="answer_leak", detail="writes the reference answer, which the prefix never showed",
+                              step=step)
+    phrase = correction_phrase(step)
+    if phrase:
+        return GuardViolation(guard="correction_talk", detail=f"reads as a correction ({phrase!r})", step=step)
+    return None

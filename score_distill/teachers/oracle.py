@@ -8,34 +8,50 @@ every action in a real sandbox, so observations are real.
 
 ``locate`` - the rule for the FIRST CRITICAL ERROR. Let v_1..v_n be the solution's action values
 (math: each step's exact value; search: the entity each hop reveals, then the answer). Steps are
-walked in order, tracking progress p = number of values reached (the state the trajectory is in):
+walked in order, tracking progress p = number of values reached (the state the trajectory is in).
+Progress is read only from what a step SHOWED the student (its printed observation), never from
+values it computed silently or tool results it never printed: the student's next step can only
+build on what it saw, and a correction written from more would name things the student never saw.
 
 1. A trajectory whose final answer is correct -> ``is_correct``.
 2. A plan step is wrong when it names something the task does not contain: math, a number of
    3+ digits that is neither in the question nor a solution value; search, a knowledge-base
    entity that is not on the question's chain. Otherwise plans are accepted.
-3. An action step makes PROGRESS when it reaches a later value: math, a number printed in its
-   observation equals some v_k, k > p (p jumps to k; several steps at once count); search, a
-   ``web_search`` whose query names the current entity e_p and whose result shows e_{p+1}.
+3. An action step makes PROGRESS when it shows a later value: math, a number its observation
+   shows equals v_{p+1} (p advances by one), or equals a later v_k that could not match by
+   chance (not a small integer, see ``_distinctive``: several operations in one step count).
+   An observation that lists many numbers (more than ``_MAX_SHOWN`` beyond the question's)
+   singles out none of them and shows nothing: ``print(list(range(10, 800)))`` contains 19 but
+   has not computed it. Search: a ``web_search`` for the current entity e_p was made (in this or
+   an earlier step) and this step's printed output shows e_{p+1}.
 4. An action step is WRONG (a critical error) when, without progress, it commits to something
-   false: math, the last number it printed is not a solution value, not a number of the question
+   false: math, the last number it showed is not a solution value, not a number of the question
    and not a value already reached (a wrong value printed, e.g. an exact result lost to floats);
    search, a query that names an entity off the chain known so far (searched the wrong entity,
-   or read the wrong entity from the results), or a non-search step printing such an entity.
+   or read the wrong entity from the results), or a non-search step whose new output names one
+   entity, off the chain (re-printing a search result, which lists many entities, commits to none).
 5. The step that submits the final answer, when that answer is wrong and no earlier step was
-   WRONG, is the first critical error (a wrong final answer).
-6. Otherwise the step is a STALL (exception, timeout, no code, format errors, or an irrelevant
-   step such as re-printing a known value or a query for an entity already resolved).
-   Stalls are recoverable: for a finished trajectory they are never the critical error. For an
-   UNFINISHED trajectory without a WRONG step, the first error is the first stall; if every
+   WRONG, is the final error.
+6. Otherwise the step is a STALL (exception, timeout, no code, format errors, a silent step, or
+   an irrelevant step such as re-printing a known value or a query for an entity already resolved).
+   Stalls the trajectory recovered from (progress came after them) are never critical.
+7. The critical error is then moved back over the stalls that led to it: when the WRONG or final
+   step of rule 4/5 follows, without progress in between, a step that raised or that ran silently
+   (printed nothing; an import-only step excepted), that earlier step is the first critical error.
+   Its state was never shown, so the later step may only have carried its damage forward (a silent
+   ``b = a + 1`` and then ``print(b * 3)``); blaming the later step would keep the real error in the
+   verified prefix that SFT and RL train on.
+8. For an UNFINISHED trajectory without a WRONG step, the first error is the first stall; if every
    step made progress (it only ran out of steps) there is no error to name: hard to teach.
 
-``correct`` writes the next solution step for the verified prefix (progress p): the plan if the
-error is the plan, else solution action p+1 with its natural thought; math code reads the
-previous value from the variable the prefix printed it from (renamed in the solution's code),
-or recomputes the chain from the question when no such variable survives. It never mentions a
-mistake and never writes a literal final answer except the search answer, which the prefix's
-last observation shows. The oracle spends no tokens; ``usage.calls`` counts its calls.
+``correct`` writes the next solution step for the verified prefix (progress p, by the same rule, so
+from what the prefix's observations showed): the plan if the error is the plan, else solution
+action p+1 with its natural thought; math code reads the previous value from the variable the
+prefix printed it from (renamed in the solution's code), or recomputes the chain from the question
+when no such variable survives. It never mentions a mistake and never writes a literal final
+answer except the search answer, which the prefix's observations showed. The oracle spends no
+tokens; ``usage.calls`` counts its calls. Its steps pass the same answer-leak and correction-talk
+guards as any teacher's (MPS runs them on every proposal).
 """
 
 from __future__ import annotations
@@ -72,6 +88,55 @@ def _numbers(text: str) -> list[str]:
     return out
 
 
+# An observation showing more numbers than this (beyond the question's own) is a listing: it singles out
+# none of them. A solution step shows one value; a student may label a few ("a = 3, b = 8"); a dump of
+# candidates (``print(list(range(10, 800)))``) would otherwise match any small solution value by chance.
+_MAX_SHOWN = 4
+# Empty output, as the sandbox (and the reference interpreter) report it.
+_SILENT = {"", "none", "(no output)", "execution successful, no output."}
+
+
+def _shown_numbers(observation: str, question_numbers: set[str]) -> list[str]:
+    """The numbers an observation shows as results: all it printed, or none when it is a listing."""
+    nums = _numbers(observation)
+    if len(set(nums) - question_numbers) > _MAX_SHOWN:
+        return []
+    return nums
+
+
+def _distinctive(value: str) -> bool:
+    """A value that a step cannot show by chance: not an integer, or an integer of 3+ digits."""
+    f = Fraction(value)
+    return f.denominator != 1 or abs(f) >= 100
+
+
+def _silent(s: Step) -> bool:
+    return (s.observation or "").strip().lower() in _SILENT
+
+
+def _imports_only(code: str) -> bool:
+    try:
+        tree = ast.parse(code or "")  # parsed only, never executed
+    except SyntaxError:
+        return False
+    return bool(tree.body) and all(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code or "")  # parsed only, never executed
+    except SyntaxError:
+        return False
+    return True
+
+
+def _hides_state(s: Step) -> bool:
+    """A step that changed (or may have changed) the interpreter state without showing it."""
+    if s.kind != "action" or not _parses(s.code):
+        return False  # code that does not parse never ran: it changed nothing
+    return s.error is not None or (_silent(s) and bool((s.code or "").strip()) and not _imports_only(s.code))
+
+
 def _actions(task: Task) -> list[dict]:
     return [s for s in task.meta["solution"] if s["kind"] == "action"]
 
@@ -87,6 +152,8 @@ class _Walker:
         if self.suite == "search":
             self.kb = get_kb(int(task.meta["kb_seed"]))
             self.chain: list[str] = task.meta["chain"]
+            self.searched: set[str] = set()  # entities some query named so far (results seen or not)
+            self.outputs: list[str] = []  # outputs shown so far (a re-print shows nothing new)
         else:
             self.question_numbers = set(_numbers(task.question))
 
@@ -105,7 +172,9 @@ class _Walker:
 
     def _math(self, s: Step) -> tuple[str, str]:
         nums = _numbers(s.observation)
-        reached = [k for k in range(self.p, len(self.values)) if self.values[k] in nums]
+        shown = _shown_numbers(s.observation, self.question_numbers)
+        reached = [k for k in range(self.p, len(self.values))
+                   if self.values[k] in shown and (k == self.p or _distinctive(self.values[k]))]
         if reached:
             self.p = max(reached) + 1
             return "progress", ""
@@ -115,9 +184,13 @@ class _Walker:
             return "stall", "the step has no code"
         if not nums:
             return "stall", "the step printed no result"
-        last = nums[-1]
+        if not shown:
+            return "stall", f"the step printed {len(set(nums))} numbers without singling out a result"
+        last = shown[-1]
         if last in self.values[: self.p] or last in self.question_numbers:
             return "stall", "the step did not compute anything new"
+        if last in self.values:
+            return "stall", "the step printed a later quantity without the ones it depends on"
         return "wrong", f"the step produced {last}, which is not the value of the next quantity"
 
     def _queries(self, s: Step) -> list[tuple[str, str]]:
@@ -127,19 +200,34 @@ class _Walker:
             return calls
         return [(m.group(2), s.observation) for m in _QUERY.finditer(s.code or "")]
 
+    def _advance(self, shown: set[str]) -> bool:
+        """Progress by what an output showed: the next entity, once its subject has been searched."""
+        moved = False
+        while self.p < len(self.chain) - 1 and self.chain[self.p] in self.searched \
+                and self.chain[self.p + 1] in shown:
+            self.p += 1
+            moved = True
+        return moved
+
     def _search(self, s: Step) -> tuple[str, str]:
         known = set(self.chain[: self.p + 1])
+        shown = self.kb.mentions(s.observation)  # what the student saw; raw tool results it never printed don't count
         queries = self._queries(s)
         progressed = False
-        for q, result in queries:
-            off = self.kb.mentions(q) - known
+        text = (s.observation or "").strip()
+        repeat = bool(text) and text in self.outputs  # the same output again: it shows nothing new
+        self.outputs.append(text)
+        for q, _result in queries:
+            named = self.kb.mentions(q)
+            off = named - known
             if off:
                 return "wrong", f"the search was for {sorted(off)[0]}, which is not the entity needed"
-            if self.p < len(self.chain) - 1 and self.chain[self.p] in self.kb.mentions(q) \
-                    and self.chain[self.p + 1] in self.kb.mentions(result or ""):
-                self.p += 1
-                known.add(self.chain[self.p])
+            self.searched |= named
+            if self._advance(shown):
+                known = set(self.chain[: self.p + 1])
                 progressed = True
+        if not queries and not repeat and self._advance(shown):  # printing a result searched silently before
+            progressed = True
         if progressed:
             return "progress", ""
         if s.error:
@@ -147,9 +235,11 @@ class _Walker:
         if not queries:
             if not s.code.strip():
                 return "stall", "the step has no code"
-            off = self.kb.mentions(s.observation) - known
-            if off:
-                return "wrong", f"the step took {sorted(off)[0]} as the entity found, which is not right"
+            claimed = shown - known
+            # A claim names one entity; a re-printed search result lists many (its distractors included)
+            # and commits to none of them.
+            if len(claimed) == 1 and not repeat:
+                return "wrong", f"the step took {next(iter(claimed))} as the entity found, which is not right"
         return "stall", "the step did not find the next entity"
 
 
@@ -224,6 +314,7 @@ class OracleTeacher:
             return Verdict(True, analysis="the final answer is correct")
         w = _Walker(task)
         first_stall: tuple[int, str] | None = None
+        hidden: tuple[int, str, int] | None = None  # first state-hiding stall since the last progress
         for i, s in enumerate(tr.steps):
             if s.kind == "plan":
                 why = w.plan_problem(s.thought)
@@ -232,6 +323,11 @@ class OracleTeacher:
                 continue
             before = w.p
             status, why = w.step(s)
+            blame_here = status == "wrong" or s.final_answer is not None
+            if blame_here and status != "progress" and hidden is not None:
+                j, why_j, p_j = hidden  # rule 7: the unrecovered silent or failing step before it
+                return Verdict(False, j, analysis=f"{why_j}; the run never recovered from it",
+                               suggestion=_suggest(task, p_j))
             if s.final_answer is not None:
                 if status == "wrong":
                     return Verdict(False, i, analysis=why, suggestion=_suggest(task, before))
@@ -239,6 +335,10 @@ class OracleTeacher:
                                suggestion=_suggest(task, w.p))
             if status == "wrong":
                 return Verdict(False, i, analysis=why, suggestion=_suggest(task, before))
+            if status == "progress":
+                hidden = None
+            elif hidden is None and _hides_state(s):
+                hidden = (i, why if not _silent(s) or s.error else "the step ran without showing its result", before)
             if status == "stall" and first_stall is None:
                 first_stall = (i, why)
         if final is not None:  # a final answer recorded without a step that produced it
@@ -348,7 +448,7 @@ def _math_code(task: Task, prefix: list[Step], p: int) -> str:
     # The prefix step that printed the previous value, and the variable it printed it from.
     for j in range(len(prefix) - 1, -1, -1):
         st = prefix[j]
-        if st.kind == "action" and want in _numbers(st.observation):
+        if st.kind == "action" and want in _shown_numbers(st.observation, set(_numbers(task.question))):
             var = _printed_name(st.code)
             later = set().union(*[_assigned(x.code) for x in prefix[j + 1:]]) if prefix[j + 1:] else set()
             if var and var not in later:
