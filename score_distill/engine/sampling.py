@@ -1,0 +1,76 @@
+"""Next-token choice for a batch of engine rows, as ``model.generate`` makes it, each row with its own RNG.
+
+The warpers are transformers' own (temperature, top-k, top-p, in ``generate``'s order and under its
+conditions), so the engine samples from exactly the distribution ``generate`` does. The repetition
+penalty is ``RepetitionPenaltyLogitsProcessor``'s rule applied through a per-row "seen" mask kept
+up to date as tokens enter the context, instead of gathering over every row's whole id list at each
+step (rows have different lengths; the mask costs nothing per step).
+
+Each row may carry its own ``torch.Generator``: a row's draws then depend only on its own seed, not
+on which other episodes share the batch (a resumed evaluation samples what an uninterrupted one did).
+A row's generator seeded with ``s`` draws what ``torch.manual_seed(s); model.generate(...)`` draws for
+that prompt alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from score_distill.models.base import SamplingParams
+
+
+class Sampler:
+    def __init__(self, params: SamplingParams, slots: int, vocab: int, device: torch.device):
+        self.greedy = params.temperature <= 0
+        self.penalty = float(params.repetition_penalty)
+        warpers = []
+        if not self.greedy:
+            if params.temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k > 0:  # top_k <= 0: no top-k (as TransformersPolicy passes it to generate)
+                warpers.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
+            if params.top_p < 1.0:
+                warpers.append(TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1))
+        self.warpers = LogitsProcessorList(warpers)
+        self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=device) if self.penalty != 1.0 else None
+
+    # -- the "seen" mask of the repetition penalty ----------------------------------------------
+    def reset_row(self, row: int, ids: list[int]) -> None:
+        if self.seen is not None:
+            self.seen[row].zero_()
+            self.mark(row, ids)
+
+    def mark(self, row: int, ids: list[int]) -> None:
+        if self.seen is not None and ids:
+            self.seen[row, torch.tensor(ids, device=self.seen.device)] = True
+
+    def move_row(self, src: int, dst: int) -> None:
+        if self.seen is not None and src != dst:
+            self.seen[dst] = self.seen[src]
+
+    # -- choosing -------------------------------------------------------------------------------
+    def choose(self, logits: torch.Tensor, rows: slice, generators: list[torch.Generator | None]
+               ) -> tuple[list[int], list[float]]:
+        """Tokens for ``logits`` [n, vocab] (float32) of the rows ``rows``, and each token's log-probability
+        under the model's unprocessed distribution (temperature 1, no top-k/top-p: what a trainer recomputes)."""
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        if self.seen is not None:
+            seen = self.seen[rows]
+            penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+            scores = torch.where(seen, penalised, scores)
+        if self.greedy:
+            tokens = scores.argmax(dim=-1)
+        else:
+            scores = self.warpers(None, scores)
+            probs = torch.softmax(scores, dim=-1)
+            if all(g is None for g in generators):
+                tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            else:  # one draw per row from its own generator: independent of the batch
+                tokens = torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1)
+                                    for i, g in enumerate(generators)])
+        chosen = logp.gather(1, tokens.view(-1, 1)).view(-1)
+        if self.seen is not None:
+            self.seen[rows][torch.arange(len(tokens), device=tokens.device), tokens] = True
+        return tokens.tolist(), chosen.tolist()
