@@ -116,7 +116,8 @@ class RolloutEngine:
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
         self.eager = model.config._attn_implementation == "eager"
-        params_of_forward = inspect.signature(model.forward).parameters
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model passes kwargs on
+        params_of_forward = inspect.signature(base.forward).parameters
         self.cache_kw = "cache" if "cache" in params_of_forward else "past_key_values"
         self.device = next(model.parameters()).device
         self.n_layers = cfg.num_hidden_layers

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-_GROW = 256  # capacity grows in steps of this many positions (amortises the copy)
+_GROW = 256  # capacity is a multiple of this, and grows by half at least (amortises the copy)
 
 
 class SlotLayer(CacheLayerMixin):
@@ -91,7 +91,7 @@ class SlotCache(Cache):
     def prepare(self, rows: slice, kv_len: int, *, start: int | None = None,
                 positions: torch.Tensor | None = None) -> None:
         if kv_len > self.capacity:
-            self.capacity = -(-kv_len // _GROW) * _GROW + _GROW
+            self.capacity = max(-(-kv_len // _GROW) * _GROW, -(-self.capacity * 3 // 2 // _GROW) * _GROW)
             for layer in self.layers:
                 layer.grow(self.capacity)
         self.rows, self.kv_len, self.start, self.positions = rows, kv_len, start, positions
