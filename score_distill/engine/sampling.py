@@ -25,13 +25,18 @@ class Sampler:
         self.greedy = params.temperature <= 0
         self.penalty = float(params.repetition_penalty)
         warpers = []
+        # With top-k, top-p only ever sees the k survivors (the rest are -inf, probability 0): it runs on
+        # those k instead of sorting the whole vocabulary for every row at every step (a tie at the k-th
+        # value, which TopKLogitsWarper keeps, is the one case where the two could differ).
+        self.top_k = params.top_k if not self.greedy and params.top_k > 0 else 0
+        self.top_p = TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1) if params.top_p < 1.0 else None
         if not self.greedy:
             if params.temperature != 1.0:
                 warpers.append(TemperatureLogitsWarper(params.temperature))
-            if params.top_k > 0:  # top_k <= 0: no top-k (as TransformersPolicy passes it to generate)
+            if self.top_k:  # top_k <= 0: no top-k (as TransformersPolicy passes it to generate)
                 warpers.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
-            if params.top_p < 1.0:
-                warpers.append(TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1))
+            elif self.top_p is not None:
+                warpers.append(self.top_p)
         self.warpers = LogitsProcessorList(warpers)
         self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=device) if self.penalty != 1.0 else None
 
@@ -64,6 +69,10 @@ class Sampler:
             tokens = scores.argmax(dim=-1)
         else:
             scores = self.warpers(None, scores)
+            if self.top_k and self.top_p is not None:
+                k = min(self.top_k, scores.shape[-1])
+                vals, idx = scores.topk(k, dim=-1)
+                scores = torch.full_like(scores, -float("inf")).scatter_(1, idx, self.top_p(None, vals))
             probs = torch.softmax(scores, dim=-1)
             if all(g is None for g in generators):
                 tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
