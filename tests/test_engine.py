@@ -175,3 +175,27 @@ def test_greedy_equals_generate_on_smollm2():
                         stop=fmt.STOP_STRINGS)
     for i, p in enumerate(ids):
         assert got[i].ids == reference(pol, p, params, stop=fmt.STOP_STRINGS), i
+
+
+def test_a_full_context_ends_the_turn_instead_of_overrunning(policy):
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
+    n = policy.model.config.max_position_embeddings
+    got, _ = run_engine(policy, [Request([5] * n, 8, tag="full"), Request([5] * (n - 2), 8, tag="near")], params,
+                        rows=2)
+    assert got["full"].finish == "context" and got["full"].ids == []
+    assert got["near"].finish in ("length", "eos") and len(got["near"].ids) <= 2
+
+
+def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("rollout_throughput")
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["rollout_throughput", "--model", "tiny", "--batch", "3", "--max-new-tokens",
+                                      "8", "--max-steps", "2", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
+        assert res[key] > 0, key
+    assert res["live_batch"] == 3 and res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
