@@ -134,17 +134,22 @@ def test_continued_turns_equal_generate_on_the_whole_context(policy):
             if len(turns[t.tag]) == 3:
                 answers.append(None)
             else:
-                answers.append(Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {len(turns[t.tag])}"), 12))
+                answers.append(Continue(glue.after_turn(t.ids, obs(t.tag, len(turns[t.tag]))), 12))
         return answers
 
-    run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2, on_turns=on_turns)
+    def obs(i, k):  # observations of different lengths: rows prefilled together are padded
+        return f"Observation: {i} {k}" + " more" * (3 * i + k)
+
+    _, engine = run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2,
+                           on_turns=on_turns)
+    assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
     for i in range(len(ids)):
         ts = turns[i]
         assert len(ts) == 3
         for k, t in enumerate(ts):
             if k:
                 prev = ts[k - 1]
-                assert t.context == prev.context + prev.ids + glue.after_turn(prev.ids, f"Observation: {i} {k}")
+                assert t.context == prev.context + prev.ids + glue.after_turn(prev.ids, obs(i, k))
             assert t.ids == reference(policy, t.context, params), (i, k)
 
 

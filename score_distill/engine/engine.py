@@ -37,6 +37,7 @@ from score_distill.engine.sampling import Sampler
 from score_distill.models.base import SamplingParams
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
+_MIN_FORK = 16  # ids a pending row must share beyond the best prefilled donor to be prefilled first
 
 
 @dataclass
@@ -123,7 +124,8 @@ class RolloutEngine:
         self.n_layers = cfg.num_hidden_layers
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self.rows: list[_Row] = []
-        self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0}
+        self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
+                      "prefill_forwards": 0, "prefill_rows": 0}
 
     # -- public ---------------------------------------------------------------------------------
     def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
@@ -146,9 +148,7 @@ class RolloutEngine:
                             exhausted = True
                         else:
                             self._admit(req)
-                    for i, row in enumerate(self.rows):
-                        if row.ended is None and len(row.pending) > 1:
-                            self._prefill(i)
+                    self._prefill_pending()
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
                         continue
@@ -169,11 +169,12 @@ class RolloutEngine:
         if not req.ids:
             raise ValueError("a request needs at least one context id")
         slot = len(self.rows)
-        best, donor = 0, -1
-        for i, r in enumerate(self.rows):
-            n = _lcp(r.ctx, req.ids)
-            if n > best:
-                best, donor = n, i
+        best, donor = self._donor(req.ids)
+        # A row still waiting for its prefill that shares more (the G rollouts of one item, joining together)
+        # is prefilled first, so this one copies it instead of computing the same prefix again.
+        if any(_lcp(r.ctx + r.pending, req.ids) > best + _MIN_FORK for r in self.rows if self._unfed(r)):
+            self._prefill_pending()
+            best, donor = self._donor(req.ids)
         shared = min(best, len(req.ids) - 1)  # at least one id is fed, for the next-token logits
         if shared > 0:
             self.cache.prepare(slice(0, 0), shared)  # capacity for the copy
@@ -183,8 +184,14 @@ class RolloutEngine:
         self.rows.append(row)
         self.sampler.reset_row(slot, req.ids)
         self._start_turn(slot)
-        if row.ended is None:
-            self._prefill(slot)
+
+    def _donor(self, ids: list[int]) -> tuple[int, int]:
+        best, donor = 0, -1
+        for i, r in enumerate(self.rows):
+            n = _lcp(r.ctx, ids)
+            if n > best:
+                best, donor = n, i
+        return best, donor
 
     def _start_turn(self, i: int) -> None:
         row = self.rows[i]
@@ -233,13 +240,54 @@ class RolloutEngine:
         del self.rows[keep:]
 
     # -- forward passes -------------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                 keep: torch.Tensor | None = None) -> torch.Tensor:
         if self.eager:  # eager attention adds the mask; sdpa takes booleans
             mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill_(
                 ~mask, torch.finfo(self.model.dtype).min)
         out = self.model(input_ids=ids, position_ids=positions, attention_mask=mask, use_cache=True,
-                         logits_to_keep=1, **{self.cache_kw: self.cache})
-        return out.logits[:, -1].float()
+                         logits_to_keep=1 if keep is None else keep, **{self.cache_kw: self.cache})
+        return out.logits[:, -1].float() if keep is None else out.logits.float()
+
+    def _prefill_pending(self) -> None:
+        """Feed every row whose turn has not sampled yet (``_unfed``): one row alone through a view of
+        its cache; several together in one forward (the weights are read once, not once per row)."""
+        todo = [i for i, r in enumerate(self.rows) if self._unfed(r)]
+        if len(todo) == 1:
+            self._prefill(todo[0])
+        elif todo:
+            self._prefill_rows(todo)
+
+    @staticmethod
+    def _unfed(r: _Row) -> bool:
+        """A row whose turn has begun but whose pending ids (a new context, or the appended ones) are not fed."""
+        return r.ended is None and not r.gen and bool(r.pending)
+
+    def _prefill_rows(self, todo: list[int]) -> None:
+        rows = [self.rows[i] for i in todo]
+        starts = [len(r.ctx) for r in rows]
+        lens = [len(r.pending) for r in rows]
+        n = max(lens)
+        kv_len = max(starts) + n
+        dev = self.device
+        pos = torch.tensor(starts, device=dev)[:, None] + torch.arange(n, device=dev)[None, :]
+        mask = (torch.arange(kv_len, device=dev)[None, None, :] <= pos[:, :, None]).unsqueeze(1)
+        # Right padding: a row's pad ids are written past its own length, where nothing reads them before
+        # they are overwritten; its real queries never see them (they lie after the queries' positions).
+        ids = torch.tensor([r.pending + [self.pad_id] * (n - len(r.pending)) for r in rows], device=dev)
+        index = torch.tensor(todo, device=dev)
+        self.cache.prepare(index, kv_len, starts=starts)
+        last = sorted(set(k - 1 for k in lens))
+        logits = self._forward(ids, pos, mask, keep=torch.tensor(last, device=dev))
+        pick = torch.tensor([last.index(k - 1) for k in lens], device=dev)
+        logits = logits[torch.arange(len(rows), device=dev), pick]
+        self.stats["prefill_tokens"] += sum(lens)
+        self.stats["prefill_forwards"] += 1
+        self.stats["prefill_rows"] += len(rows)
+        for r in rows:
+            r.ctx.extend(r.pending)
+            r.pending = []
+        self._take(todo, logits)
 
     def _prefill(self, i: int) -> None:
         """Feed row i's pending ids (one row: its cache is a view, nothing copied) and choose its next token."""
@@ -251,6 +299,8 @@ class RolloutEngine:
         self.cache.prepare(slice(i, i + 1), kv_len, start=start)
         logits = self._forward(torch.tensor([row.pending], device=self.device), pos.view(1, n), mask)
         self.stats["prefill_tokens"] += n
+        self.stats["prefill_forwards"] += 1
+        self.stats["prefill_rows"] += 1
         row.ctx.extend(row.pending)
         row.pending = []
         self._take(slice(i, i + 1), logits)
@@ -273,8 +323,8 @@ class RolloutEngine:
         self.stats["decoded_tokens"] += b
         self._take(slice(0, b), logits)
 
-    def _take(self, rows: slice, logits: torch.Tensor) -> None:
-        live = self.rows[rows]
+    def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:
+        live = self.rows[rows] if isinstance(rows, slice) else [self.rows[i] for i in rows]
         tokens, logprobs = self.sampler.choose(logits, rows, [r.generator for r in live])
         stopped = self._stop_strings(live, tokens)
         for r, tok, lp, hit in zip(live, tokens, logprobs, stopped):

@@ -48,8 +48,13 @@ class SlotLayer(CacheLayerMixin):
             self.lazy_initialization(key_states, value_states)
         o = self.owner
         rows, start, pos, kv_len = o.rows, o.start, o.positions, o.kv_len
-        k_rows, v_rows = self.keys[rows], self.values[rows]  # views: rows is a slice
         n = key_states.shape[2]
+        if o.starts is not None:  # several rows, each a block at its own start: written in place, read gathered
+            for j, (r, s) in enumerate(zip(rows.tolist(), o.starts)):
+                self.keys[r, :, s : s + n] = key_states[j]
+                self.values[r, :, s : s + n] = value_states[j]
+            return self.keys[rows, :, :kv_len], self.values[rows, :, :kv_len]
+        k_rows, v_rows = self.keys[rows], self.values[rows]  # views: rows is a slice
         if start is not None:  # one row (or rows sharing a start): a contiguous block
             k_rows[:, :, start : start + n] = key_states
             v_rows[:, :, start : start + n] = value_states
@@ -76,25 +81,27 @@ class SlotLayer(CacheLayerMixin):
 
 class SlotCache(Cache):
     """A ``Cache`` of :class:`SlotLayer` s. Before each forward the engine sets which rows run
-    (``rows``, a slice), where their tokens go (``start`` for a block of one row, else
-    ``positions``: one per row) and how many positions the attention reads (``kv_len``)."""
+    (``rows``: a slice, read as a view; or an index tensor, read gathered), where their tokens go
+    (``start``: a block of one row; ``starts``: a block per indexed row; else ``positions``: one
+    token per row) and how many positions the attention reads (``kv_len``)."""
 
     def __init__(self, num_layers: int, slots: int):
         self.slots = slots
         self.capacity = _GROW
-        self.rows: slice = slice(0, 0)
+        self.rows: slice | torch.Tensor = slice(0, 0)
         self.start: int | None = None
+        self.starts: list[int] | None = None
         self.positions: torch.Tensor | None = None
         self.kv_len = 0
         super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
 
-    def prepare(self, rows: slice, kv_len: int, *, start: int | None = None,
-                positions: torch.Tensor | None = None) -> None:
+    def prepare(self, rows: slice | torch.Tensor, kv_len: int, *, start: int | None = None,
+                positions: torch.Tensor | None = None, starts: list[int] | None = None) -> None:
         if kv_len > self.capacity:
             self.capacity = max(-(-kv_len // _GROW) * _GROW, -(-self.capacity * 3 // 2 // _GROW) * _GROW)
             for layer in self.layers:
                 layer.grow(self.capacity)
-        self.rows, self.kv_len, self.start, self.positions = rows, kv_len, start, positions
+        self.rows, self.kv_len, self.start, self.positions, self.starts = rows, kv_len, start, positions, starts
 
     def copy_row(self, src: int, dst: int, n: int) -> None:
         """Row ``dst`` gets row ``src``'s first ``n`` positions (a fork of a shared prefix, or a move)."""

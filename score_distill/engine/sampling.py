@@ -55,14 +55,17 @@ class Sampler:
             self.seen[dst] = self.seen[src]
 
     # -- choosing -------------------------------------------------------------------------------
-    def choose(self, logits: torch.Tensor, rows: slice, generators: list[torch.Generator | None]
+    def choose(self, logits: torch.Tensor, rows: slice | list[int], generators: list[torch.Generator | None]
                ) -> tuple[list[int], list[float]]:
         """Tokens for ``logits`` [n, vocab] (float32) of the rows ``rows``, and each token's log-probability
         under the model's unprocessed distribution (temperature 1, no top-k/top-p: what a trainer recomputes)."""
         logp = torch.log_softmax(logits, dim=-1)
         scores = logits
+        index = None
         if self.seen is not None:
-            seen = self.seen[rows]
+            index = torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows)
+            index = index.to(self.seen.device)
+            seen = self.seen[index]
             penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
             scores = torch.where(seen, penalised, scores)
         if self.greedy:
@@ -80,6 +83,6 @@ class Sampler:
                 tokens = torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1)
                                     for i, g in enumerate(generators)])
         chosen = logp.gather(1, tokens.view(-1, 1)).view(-1)
-        if self.seen is not None:
-            self.seen[rows][torch.arange(len(tokens), device=tokens.device), tokens] = True
+        if index is not None:
+            self.seen[index, tokens] = True
         return tokens.tolist(), chosen.tolist()
