@@ -85,7 +85,15 @@ class _Row:
 
 
 def engine_supported(model: Any) -> bool:
-    return getattr(model.config, "_attn_implementation", None) in SUPPORTED_ATTENTION
+    """Full attention through ``sdpa``/``eager``: the engine's masks are full causal masks, so a model with
+    sliding-window layers is left to ``generate``."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(model.config, "_attn_implementation", None) not in SUPPORTED_ATTENTION:
+        return False
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types is not None and any(t != "full_attention" for t in layer_types):
+        return False
+    return not (getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True))
 
 
 def _lcp(a: list[int], b: list[int]) -> int:
