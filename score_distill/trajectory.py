@@ -52,6 +52,25 @@ class ToolCall(_Model):
     result: str = ""
 
 
+class TurnTokens(_Model):
+    """A turn exactly as the model's context held it (token in, token out).
+
+    ``ids`` are the assistant turn's ids: the sampled ids for a generated turn (never re-tokenized),
+    or the tokenized text for a turn given as text (a teacher's correction). ``after`` are the ids
+    appended before the next turn: the turn's close, the observation turn and the next assistant
+    header. The context of turn ``t`` is ``Trajectory.prompt_ids`` followed by ``ids + after`` of
+    every earlier step. ``space`` fingerprints the tokenizer and chat template the ids belong to.
+    ``logprobs`` (sampled turns, in memory only) are the model's log-probabilities of ``ids`` at
+    sampling time, from its unprocessed logits.
+    """
+
+    space: str
+    ids: list[int]
+    sampled: bool = False
+    after: list[int] = Field(default_factory=list)
+    logprobs: list[float] | None = Field(None, exclude=True)
+
+
 class Step(_Model):
     kind: Literal["plan", "action"] = "action"
     thought: str = ""
@@ -67,12 +86,17 @@ class Step(_Model):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     final_answer: str | None = None  # set when the code called final_answer_print and it ran
     error: str | None = None  # execution failure kind, e.g. "timeout", "ZeroDivisionError"
+    tokens: TurnTokens | None = None  # the turn's ids as in the model's context (engine rollouts)
 
     def render(self) -> str:
         """The assistant turn as the model should produce it."""
         if self.kind == "plan":
             return fmt.render_plan(self.thought)
         return fmt.render_action(self.thought, self.code)
+
+    def turn_text(self) -> str:
+        """The assistant turn as the model wrote it: the raw text of a student's turn, else the rendering."""
+        return self.raw if self.raw is not None and self.origin == "student" else self.render()
 
     def render_observation(self) -> str:
         return fmt.render_observation(fmt.PLAN_OBSERVATION if self.kind == "plan" else self.observation)
@@ -127,6 +151,7 @@ class Trajectory(_Model):
     policy: str = ""  # which model produced the student steps
     teacher_usage: Usage = Field(default_factory=Usage)
     meta: dict[str, Any] = Field(default_factory=dict)
+    prompt_ids: list[int] | None = None  # the first turn's context (system, question, assistant header)
 
     @property
     def finished(self) -> bool:
@@ -151,7 +176,10 @@ class Trajectory(_Model):
         return steps_to_messages(self.task, self.steps[:upto] if upto is not None else self.steps, system)
 
 
-def steps_to_messages(task: Task, steps: list[Step], system: str | None = None) -> list[dict[str, str]]:
+def steps_to_messages(task: Task, steps: list[Step], system: str | None = None, *,
+                      as_written: bool = False) -> list[dict[str, str]]:
+    """``as_written``: assistant turns as the model wrote them (:meth:`Step.turn_text`), for continuing
+    an episode from what the model saw; else the clean rendering (training data)."""
     msgs: list[dict[str, str]] = []
     if system is None:
         system = fmt.system_prompt(task.tools)
@@ -159,7 +187,7 @@ def steps_to_messages(task: Task, steps: list[Step], system: str | None = None) 
         msgs.append({"role": "system", "content": system})
     msgs.append({"role": "user", "content": task.question})
     for s in steps:
-        msgs.append({"role": "assistant", "content": s.render()})
+        msgs.append({"role": "assistant", "content": s.turn_text() if as_written else s.render()})
         msgs.append({"role": "user", "content": s.render_observation()})
     return msgs
 

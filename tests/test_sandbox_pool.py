@@ -110,3 +110,34 @@ def test_agent_loop_queues_episodes_beyond_the_pool(caplog):
     assert [t.task.id for t in trajs] == [t.id for t in tasks] and all(t.correct for t in trajs)
     assert max(pol.batches) <= 3  # never more live episodes than the pool holds
     assert any("further episodes queue until one closes" in r.message for r in caplog.records)
+
+
+def test_engine_rollouts_queue_episodes_beyond_the_pool(tmp_path):
+    """The rollout engine's path admits lazily: at the pool's cap it goes on with the live rows instead of
+    waiting in new() for an episode that only its own thread could end."""
+    from score_distill.models.hf import TransformersPolicy
+    from score_distill.models.tiny import build_tiny_model
+
+    pol = TransformersPolicy.from_pretrained(build_tiny_model(tmp_path / "m", seed=0), batch_size=8)
+    tasks = [Task(id=f"t{i}", question=f"What is twice {i + 3}?", answer=str(2 * (i + 3))) for i in range(6)]
+    peak = []
+    with SandboxPool(CFG, max_workers=2, warm=0, max_live=2) as pool:
+        real_new = pool.new
+
+        def counting_new(*a, **kw):
+            sb = real_new(*a, **kw)
+            peak.append(pool.live())
+            return sb
+
+        pool.new = counting_new
+        done = []
+        result: list = []
+        worker = threading.Thread(target=lambda: result.extend(run_episodes(
+            pol, [EpisodeStart(t) for t in tasks], pool, AgentConfig(max_steps=2, max_new_tokens=8,
+                                                                     max_live_episodes=8),
+            tools_for=lambda t: {}, progress=None, on_done=done.append)), daemon=True)
+        worker.start()
+        worker.join(timeout=300)
+        assert not worker.is_alive(), "the engine waited on a full pool"
+    assert [t.task.id for t in result] == [t.id for t in tasks] and len(done) == len(tasks)
+    assert max(peak) <= 2

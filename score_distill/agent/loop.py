@@ -1,10 +1,22 @@
-"""The batched agent loop: many episodes at once, one generate call per decoding round.
+"""The batched agent loop: many episodes at once, each continuing from exactly what its model produced.
 
-Each round generates the next step for every live episode in a single ``policy.generate`` batch,
-executes the actions in the sandbox pool concurrently, and appends the observations. Episodes are
-admitted continuously up to ``max_live_episodes`` so a thousand tasks never means a thousand
-interpreters. An episode may start from a prefix (MPS continuation, RL rollouts): the prefix's code
-is replayed first, serving recorded tool results, so the interpreter holds what the prefix left.
+Two drivers behind one call, :func:`run_episodes`:
+
+* a policy with an in-process engine (``TransformersPolicy``) runs on the
+  :class:`~score_distill.engine.RolloutEngine`: every episode keeps its KV cache across turns, a turn
+  appends only the observation's ids, and an episode whose turn ends is executed and continues (or
+  leaves, letting a waiting one in) without waiting for the others. Token in, token out: each step
+  records the ids of its turn as the context held them (``Step.tokens``), which RL trains on;
+* any other policy (an OpenAI-compatible server, a scripted test policy) gets one ``generate`` call
+  per round for all live episodes, the chats built from the turns as the model wrote them.
+
+Either way the actions run in the sandbox pool concurrently, and episodes are admitted
+continuously up to ``max_live_episodes`` so a thousand tasks never means a thousand interpreters.
+An episode may start from a prefix (MPS continuation, RL rollouts): the prefix's code is replayed
+first, serving recorded tool results, so the interpreter holds what the prefix left.
+
+Sampling is seeded per episode (``EpisodeStart.seed``, else derived from the sampling seed and the
+episode's id) on the engine, so an episode's tokens do not depend on which others share the batch.
 """
 
 from __future__ import annotations
@@ -18,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.agent import format as fmt
 from score_distill.models.base import Completion, Policy, SamplingParams
-from score_distill.trajectory import Origin, Step, Task, Trajectory, steps_to_messages
+from score_distill.trajectory import Origin, Step, Task, Trajectory, TurnTokens, steps_to_messages
 from score_distill.utils.progress import progress_bar
+from score_distill.utils.seeds import derive_seed
 
 ToolsFor = Callable[[Task], dict[str, Callable[..., str]]]
 Scorer = Callable[[Task, str | None], float]
@@ -51,6 +64,7 @@ class EpisodeStart:
     execute_last: bool = False
     id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # this episode's sampling seed (engine); None: derived from the sampling seed and id
 
 
 @dataclass
@@ -61,6 +75,7 @@ class _Live:
     tokens: int = 0
     done: bool = False
     failure: str | None = None
+    prompt_ids: list[int] | None = None
 
 
 def _default_tools_for(task: Task) -> dict[str, Callable[..., str]]:
@@ -85,11 +100,13 @@ def finish_trajectory(
     correct_threshold: float = 1.0,
     failure: str | None = None,
     meta: dict[str, Any] | None = None,
+    prompt_ids: list[int] | None = None,
 ) -> Trajectory:
     """Build the scored trajectory record from steps (the first final answer ends it)."""
     final = next((s.final_answer for s in steps if s.final_answer is not None), None)
     kwargs: dict[str, Any] = {"id": traj_id} if traj_id else {}
-    t = Trajectory(task=task, steps=steps, final_answer=final, policy=policy, meta=dict(meta or {}), **kwargs)
+    t = Trajectory(task=task, steps=steps, final_answer=final, policy=policy, meta=dict(meta or {}),
+                   prompt_ids=prompt_ids, **kwargs)
     if failure:
         t.outcome = "error"
         t.meta["failure"] = failure
@@ -140,6 +157,35 @@ def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
         apply_exec_result(st, r)
 
 
+def _admit(pool: Any, st: EpisodeStart, tools_for: ToolsFor, max_steps: int) -> tuple[_Live, bool]:
+    """A fresh sandbox holding what the prefix left; True when the prefix already ends the episode."""
+    sb = pool.new(tools=tools_for(st.task))
+    steps = [s.model_copy(deep=True) for s in st.prefix]
+    ep = _Live(st, steps, sb)
+    replayed = steps[:-1] if st.execute_last else steps
+    if any(s.kind == "action" and s.code.strip() for s in replayed):
+        sb.replay(replayed)
+    if st.execute_last and steps:
+        execute_steps(pool, [(sb, steps[-1])])
+    return ep, any(s.final_answer is not None for s in steps) or len(steps) >= max_steps
+
+
+def _pool_has_room(pool: Any) -> bool:
+    """Whether a new sandbox starts now; admitting one that would wait, from this one thread, would wait forever."""
+    return getattr(pool, "has_room", lambda: True)()
+
+
+def _episode_over(ep: _Live, cfg: AgentConfig) -> bool:
+    over_budget = cfg.max_episode_tokens is not None and ep.tokens >= cfg.max_episode_tokens
+    return ep.done or ep.steps[-1].final_answer is not None or len(ep.steps) >= cfg.max_steps or over_budget
+
+
+def _turn_limit(ep: _Live, cfg: AgentConfig) -> int:
+    if cfg.max_episode_tokens is None:
+        return cfg.max_new_tokens
+    return max(1, min(cfg.max_new_tokens, cfg.max_episode_tokens - ep.tokens))
+
+
 def run_episodes(
     policy: Policy,
     starts: Iterable[EpisodeStart],
@@ -158,82 +204,170 @@ def run_episodes(
     scorer = scorer or _default_scorer
     queue = list(starts)
     results: list[Trajectory | None] = [None] * len(queue)
+    stop = sorted(set(cfg.sampling.stop) | set(fmt.STOP_STRINGS) | set(fmt.PLAN_STOP_STRINGS))
+
+    with progress_bar(len(queue), progress) as bar:
+
+        def finish(i: int, ep: _Live) -> None:
+            ep.sandbox.close()
+            t = finish_trajectory(
+                ep.start.task,
+                ep.steps,
+                scorer,
+                policy=getattr(policy, "name", ""),
+                traj_id=ep.start.id,
+                correct_threshold=cfg.correct_threshold,
+                failure=ep.failure,
+                meta=ep.start.meta,
+                prompt_ids=ep.prompt_ids,
+            )
+            results[i] = t
+            if on_done is not None:
+                on_done(t)
+            bar.advance()
+
+        engine_for = getattr(policy, "rollout_engine", None)
+        rows = min(cfg.max_live_episodes, getattr(policy, "batch_size", cfg.max_live_episodes))
+        engine = engine_for(cfg.sampling, stop, rows) if engine_for is not None else None
+        if engine is not None:
+            _run_on_engine(policy, engine, queue, pool, cfg, tools_for, origin, stop, finish)
+        else:
+            _run_in_rounds(policy, queue, pool, cfg, tools_for, origin, stop, finish)
+    return [r for r in results if r is not None]
+
+
+def _run_in_rounds(policy: Policy, queue: list[EpisodeStart], pool: Any, cfg: AgentConfig, tools_for: ToolsFor,
+                   origin: Origin, stop: list[str], finish: Callable[[int, _Live], None]) -> None:
+    """One ``policy.generate`` call per round for every live episode (backends without an engine)."""
     live: dict[int, _Live] = {}
     next_idx = 0
     round_no = 0
-    stop = sorted(set(cfg.sampling.stop) | set(fmt.STOP_STRINGS) | set(fmt.PLAN_STOP_STRINGS))
-
-    def finish(i: int, ep: _Live) -> None:
-        ep.sandbox.close()
-        t = finish_trajectory(
-            ep.start.task,
-            ep.steps,
-            scorer,
-            policy=getattr(policy, "name", ""),
-            traj_id=ep.start.id,
-            correct_threshold=cfg.correct_threshold,
-            failure=ep.failure,
-            meta=ep.start.meta,
+    while next_idx < len(queue) or live:
+        # ...and while the sandbox pool has room: beyond what the host holds, episodes queue here.
+        while next_idx < len(queue) and len(live) < cfg.max_live_episodes and (not live or _pool_has_room(pool)):
+            ep, over = _admit(pool, queue[next_idx], tools_for, cfg.max_steps)
+            if over:
+                finish(next_idx, ep)
+            else:
+                live[next_idx] = ep
+            next_idx += 1
+        if not live:
+            continue
+        order = list(live)
+        chats = [steps_to_messages(live[i].start.task, live[i].steps, cfg.system_prompt, as_written=True)
+                 for i in order]
+        params = cfg.sampling.model_copy(
+            update={
+                "max_new_tokens": cfg.max_new_tokens,
+                "stop": stop,
+                "n": 1,
+                "seed": None if cfg.sampling.seed is None else cfg.sampling.seed + round_no,
+            }
         )
-        results[i] = t
-        if on_done is not None:
-            on_done(t)
-
-    with progress_bar(len(queue), progress) as bar:
-        while next_idx < len(queue) or live:
-            # Admit new episodes (replaying their prefixes) up to the live limit.
-            # ...and while the sandbox pool has room: beyond what the host holds, episodes queue here.
-            while next_idx < len(queue) and len(live) < cfg.max_live_episodes and (
-                    not live or getattr(pool, "has_room", lambda: True)()):
-                st = queue[next_idx]
-                sb = pool.new(tools=tools_for(st.task))
-                steps = [s.model_copy(deep=True) for s in st.prefix]
-                ep = _Live(st, steps, sb)
-                replayed = steps[:-1] if st.execute_last else steps
-                if any(s.kind == "action" and s.code.strip() for s in replayed):
-                    sb.replay(replayed)
-                if st.execute_last and steps:
-                    execute_steps(pool, [(sb, steps[-1])])
-                if any(s.final_answer is not None for s in steps) or len(steps) >= cfg.max_steps:
-                    finish(next_idx, ep)
-                    bar.advance()
-                else:
-                    live[next_idx] = ep
-                next_idx += 1
-            if not live:
+        t0 = time.perf_counter()
+        completions = policy.generate(chats, params)
+        round_no += 1
+        jobs: list[tuple[Any, Step]] = []
+        for i, c in zip(order, completions):
+            ep = live[i]
+            if c.error:
+                ep.failure = f"generation failed: {c.error}"
+                ep.done = True
                 continue
-            order = list(live)
-            chats = [steps_to_messages(live[i].start.task, live[i].steps, cfg.system_prompt) for i in order]
-            params = cfg.sampling.model_copy(
-                update={
-                    "max_new_tokens": cfg.max_new_tokens,
-                    "stop": stop,
-                    "n": 1,
-                    "seed": None if cfg.sampling.seed is None else cfg.sampling.seed + round_no,
-                }
-            )
-            t0 = time.perf_counter()
-            completions = policy.generate(chats, params)
-            round_no += 1
-            jobs: list[tuple[Any, Step]] = []
-            for i, c in zip(order, completions):
-                ep = live[i]
-                if c.error:
-                    ep.failure = f"generation failed: {c.error}"
-                    ep.done = True
-                    continue
-                step = step_from_completion(c, is_first=not ep.steps, origin=origin)
-                if not step.gen_seconds:
-                    step.gen_seconds = (time.perf_counter() - t0) / max(1, len(order))
-                ep.steps.append(step)
-                ep.tokens += c.completion_tokens
-                jobs.append((ep.sandbox, step))
-            execute_steps(pool, jobs)
-            for i in order:
-                ep = live[i]
-                over_budget = cfg.max_episode_tokens is not None and ep.tokens >= cfg.max_episode_tokens
-                if ep.done or ep.steps[-1].final_answer is not None or len(ep.steps) >= cfg.max_steps or over_budget:
-                    finish(i, ep)
-                    del live[i]
-                    bar.advance()
-    return [r for r in results if r is not None]
+            step = step_from_completion(c, is_first=not ep.steps, origin=origin)
+            if not step.gen_seconds:
+                step.gen_seconds = (time.perf_counter() - t0) / max(1, len(order))
+            ep.steps.append(step)
+            ep.tokens += c.completion_tokens
+            jobs.append((ep.sandbox, step))
+        execute_steps(pool, jobs)
+        for i in order:
+            ep = live[i]
+            if _episode_over(ep, cfg):
+                finish(i, ep)
+                del live[i]
+
+
+def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: Any, cfg: AgentConfig,
+                   tools_for: ToolsFor, origin: Origin, stop: list[str], finish: Callable[[int, _Live], None]) -> None:
+    """Every episode on the policy's rollout engine: ids in, ids out, no re-encoding (module docstring)."""
+    import torch
+
+    from score_distill.engine import WAIT, Continue, Request
+
+    glue = policy.chat_glue()
+    live: dict[int, _Live] = {}
+    sample = cfg.sampling.temperature > 0
+
+    def context_of(ep: _Live) -> list[int]:
+        """The prompt and the prefix's turns as ids: recorded ids where they belong to this tokenizer, else
+        the turn's text tokenized; each followed by its close, observation and the next header."""
+        ids = glue.prompt(steps_to_messages(ep.start.task, [], cfg.system_prompt))
+        ep.prompt_ids = list(ids)
+        for s in ep.steps:
+            tt = s.tokens
+            if tt is None or tt.space != glue.space:
+                tt = TurnTokens(space=glue.space, ids=glue.encode(s.turn_text()))
+            tt = tt.model_copy(update={"after": glue.after_turn(tt.ids, s.render_observation())})
+            s.tokens = tt
+            ids += tt.ids + tt.after
+        return ids
+
+    def requests():
+        for idx, st in enumerate(queue):
+            while live and not _pool_has_room(pool):
+                yield WAIT  # beyond what the host holds, episodes queue here until a live one ends
+            ep, over = _admit(pool, st, tools_for, cfg.max_steps)
+            if over:
+                finish(idx, ep)
+                continue
+            gen = None
+            if sample:
+                seed = st.seed
+                if seed is None and cfg.sampling.seed is not None:
+                    seed = derive_seed(cfg.sampling.seed, st.id if st.id is not None else idx)
+                if seed is not None:
+                    gen = torch.Generator(device=engine.device).manual_seed(seed)
+            live[idx] = ep
+            yield Request(context_of(ep), _turn_limit(ep, cfg), gen, tag=idx)
+
+    def on_turns(turns: list[Any]) -> list[Any]:
+        jobs: list[tuple[Any, Step]] = []
+        for t in turns:
+            ep = live[t.tag]
+            if t.finish == "context":
+                ep.failure, ep.done = "generation failed: the episode fills the model's context", True
+                continue
+            step = _step_from_turn(engine.tokenizer, t, is_first=not ep.steps, origin=origin, space=glue.space,
+                                   stop=stop)
+            ep.steps.append(step)
+            ep.tokens += len(t.ids)
+            jobs.append((ep.sandbox, step))
+        execute_steps(pool, jobs)
+        answers: list[Any] = []
+        for t in turns:
+            ep = live[t.tag]
+            if ep.done or _episode_over(ep, cfg):
+                finish(t.tag, ep)
+                del live[t.tag]
+                answers.append(None)
+                continue
+            last = ep.steps[-1]
+            last.tokens.after = glue.after_turn(last.tokens.ids, last.render_observation())
+            answers.append(Continue(last.tokens.after, _turn_limit(ep, cfg)))
+        return answers
+
+    engine.run(requests(), on_turns)
+
+
+def _step_from_turn(tokenizer: Any, t: Any, *, is_first: bool, origin: Origin, space: str, stop: list[str]) -> Step:
+    from score_distill.models.hf import cut_at_stop
+
+    body = t.ids[:-1] if t.finish == "eos" else t.ids
+    text, hit = cut_at_stop(tokenizer.decode(body, skip_special_tokens=True), stop)
+    c = Completion(text=text, prompt_tokens=len(t.context), completion_tokens=len(t.ids),
+                   finish_reason="length" if t.finish == "length" else "stop", seconds=t.seconds,
+                   token_ids=list(t.ids))
+    step = step_from_completion(c, is_first=is_first, origin=origin)
+    step.tokens = TurnTokens(space=space, ids=list(t.ids), sampled=True, logprobs=list(t.logprobs))
+    return step

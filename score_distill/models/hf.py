@@ -1,8 +1,10 @@
 """Policy backend on a local transformers model (CPU or GPU).
 
-Batched generation with left padding, so one decoding round serves every live episode. The model
-and tokenizer are public attributes: the RL stage generates with the very model object it trains,
-so weight updates are seen by the next ``generate`` without reloading.
+Two ways to generate with the same model object: ``generate(chats)`` (one batched ``model.generate``
+with left padding, for one-shot prompts) and ``rollout_engine()``, the in-process engine the agent
+loop runs episodes on (KV caches kept across turns, continuous batching; see
+:mod:`score_distill.engine`). The model and tokenizer are public attributes: the RL stage
+generates with the very model object it trains, so weight updates are seen without reloading.
 """
 
 from __future__ import annotations
@@ -148,6 +150,31 @@ class TransformersPolicy:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    # -- the rollout engine ---------------------------------------------------------------
+    def chat_glue(self) -> Any:
+        """The chat template's glue as ids (cached: the tokenizer does not change)."""
+        from score_distill.engine.chat import ChatGlue
+
+        if getattr(self, "_glue", None) is None:
+            self._glue = ChatGlue(self.tokenizer, _end_of_turn_ids(self.tokenizer, self.model))
+        return self._glue
+
+    def rollout_engine(self, params: SamplingParams, stop: list[str], max_rows: int) -> Any:
+        """A :class:`~score_distill.engine.RolloutEngine` on this model, or None when the model's attention
+        or chat template does not allow one (the agent loop then generates round by round)."""
+        from score_distill.engine import RolloutEngine, engine_supported
+        from score_distill.training.chat_tokenize import ChatTemplateError
+
+        if not engine_supported(self.model):
+            return None
+        try:
+            self.chat_glue()
+        except ChatTemplateError as e:
+            log.warning("%s: no rollout engine (%s); generating round by round", self.name, e)
+            return None
+        return RolloutEngine(self.model, self.tokenizer, params, max_rows=max_rows,
+                             eos_ids=_end_of_turn_ids(self.tokenizer, self.model), stop=stop)
 
     # -- generation -----------------------------------------------------------------------
     def encode_chats(self, chats: list[Chat]) -> list[list[int]]:

@@ -92,18 +92,69 @@ def rollout_messages(rollout: Rollout) -> tuple[list[dict[str, str]], list[dict[
     observation after the last step is dropped: nothing is generated after it.
     """
     traj = rollout.trajectory
-    prompt = steps_to_messages(traj.task, traj.steps[: rollout.n_prefix])
+    prompt = steps_to_messages(traj.task, traj.steps[: rollout.n_prefix], as_written=True)
     completion: list[dict[str, str]] = []
     new = rollout.new_steps
     for i, s in enumerate(new):
-        completion.append({"role": "assistant", "content": s.raw if s.raw is not None else s.render()})
+        completion.append({"role": "assistant", "content": s.turn_text()})
         if i + 1 < len(new):
             completion.append({"role": "user", "content": s.render_observation()})
     return prompt, completion
 
 
+def rollout_ids(rollout: Rollout, space: str | None = None) -> dict[str, Any] | None:
+    """Token in, token out: the rollout's sequence exactly as the engine's context held it, or None when
+    the trajectory has no recorded ids (a backend without an engine) or they belong to another tokenizer.
+
+    ``input_ids`` = prompt ids, then for every step its turn's ids and the ids appended after it (the
+    last step's are dropped: nothing was generated after them). ``loss_mask`` is 1 on the ids the policy
+    sampled in the new steps, 0 on the prefix, the observations and the template's glue (an end-of-turn
+    token the model sampled is trained; one the glue added after a stop string is not). ``old_logprobs``
+    are the sampling-time log-probabilities of the trained ids (0 elsewhere).
+    """
+    traj = rollout.trajectory
+    steps = traj.steps
+    if traj.prompt_ids is None or any(s.tokens is None for s in steps):
+        return None
+    if space is not None and any(s.tokens.space != space for s in steps):
+        return None
+    ids, mask, logps = list(traj.prompt_ids), [0] * len(traj.prompt_ids), [0.0] * len(traj.prompt_ids)
+    prompt_length = None
+    for i, s in enumerate(steps):
+        tt = s.tokens
+        trained = i >= rollout.n_prefix and tt.sampled
+        if i == rollout.n_prefix:
+            prompt_length = len(ids)
+        ids += tt.ids
+        mask += [int(trained)] * len(tt.ids)
+        lp = tt.logprobs if trained and tt.logprobs is not None and len(tt.logprobs) == len(tt.ids) else None
+        logps += lp if lp is not None else [0.0] * len(tt.ids)
+        if i + 1 < len(steps):
+            ids += tt.after
+            mask += [0] * len(tt.after)
+            logps += [0.0] * len(tt.after)
+    return {"input_ids": ids, "loss_mask": mask, "old_logprobs": logps,
+            "prompt_length": len(ids) if prompt_length is None else prompt_length}
+
+
 def encode_rollout(tokenizer: Any, rollout: Rollout, max_seq_len: int) -> dict[str, Any] | None:
-    """input_ids + loss_mask (1 on the new assistant turns' tokens only), or None when nothing was generated."""
+    """input_ids + loss_mask (1 on the new assistant turns' sampled tokens only) + old_logprobs (the
+    sampling-time log-probabilities at those positions, 0 elsewhere; None when the backend gave none),
+    or None when nothing was generated. Ids recorded by the engine are used as they are
+    (:func:`rollout_ids`); otherwise the turns' text is tokenized with the chat template."""
+    enc = None
+    if rollout.new_steps:
+        from score_distill.engine.chat import token_space
+
+        enc = rollout_ids(rollout, token_space(tokenizer))
+    if enc is not None:
+        truncated = max(0, len(enc["input_ids"]) - max_seq_len)
+        if truncated:
+            for k in ("input_ids", "loss_mask", "old_logprobs"):
+                enc[k] = enc[k][:max_seq_len]
+        if not any(enc["loss_mask"]):
+            return None
+        return {**enc, "truncated": truncated}
     prompt, completion = rollout_messages(rollout)
     if not completion:
         return None
@@ -111,4 +162,4 @@ def encode_rollout(tokenizer: Any, rollout: Rollout, max_seq_len: int) -> dict[s
     if not any(enc["assistant_mask"]):
         return None  # the prompt alone fills max_seq_len
     return {"input_ids": enc["input_ids"], "loss_mask": enc["assistant_mask"], "truncated": enc["truncated"],
-            "prompt_length": enc["prompt_length"]}
+            "prompt_length": enc["prompt_length"], "old_logprobs": None}

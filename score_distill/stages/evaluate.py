@@ -1,7 +1,9 @@
 """Evaluation: success rate (or F1) of a policy per suite, mean and spread over sampling seeds.
 
 Each (suite, seed) result file is written atomically when complete, so an interrupted evaluation
-resumes at the first missing file and never mixes a partial run into the figures.
+resumes at the first missing file and never mixes a partial run into the figures. Sampling is seeded
+per (policy, suite, sampling seed, task): a resumed evaluation writes what an uninterrupted one
+would have, however the remaining jobs are batched.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from score_distill.tasks.judge import AnswerJudge, JudgeConfig, apply_judge
 from score_distill.teachers.oracle import verified_progress
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_jsonl
+from score_distill.utils.seeds import derive_seed
 
 
 class EvalConfig(BaseModel):
@@ -62,7 +65,18 @@ def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
     return out
 
 
-Job = tuple[list[Task], int]  # (tasks, sampling seed)
+class Job(tuple):
+    """One (suite, sampling seed) to run: unpacks as ``(tasks, seed)``, as runners have always taken it,
+    and names its suite in ``.suite`` (part of every episode's sampling seed)."""
+
+    suite: str
+
+    def __new__(cls, tasks: list[Task], seed: int, suite: str = "") -> Job:
+        job = super().__new__(cls, (tasks, seed))
+        job.suite = suite
+        return job
+
+
 RunJobs = Callable[[list[Job]], list[list[Trajectory]]]
 
 
@@ -84,7 +98,7 @@ def evaluate_policy(
     paths = {(suite, seed): out_dir / suite / f"seed{seed}.jsonl" for suite in suites for seed in seeds}
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
-        for key, trajs in zip(missing, run_jobs([(suites[k[0]], k[1]) for k in missing])):
+        for key, trajs in zip(missing, run_jobs([Job(suites[k[0]], k[1], k[0]) for k in missing])):
             write_jsonl(paths[key], trajs)
     out = {}
     for suite in suites:
@@ -100,18 +114,34 @@ def policy_runner(
     policy: Policy, pool: Any, agent: AgentConfig, sampling: SamplingParams, *, tools_for: ToolsFor | None = None,
     scorer: Scorer | None = None, label: str = "eval",
 ) -> RunJobs:
-    """All jobs as one set of episodes. Sampling is seeded by the jobs' seeds together, so the same
-    jobs give the same trajectories; each seed's episodes are independent samples."""
+    """Every episode samples from its own generator seeded by (policy name, suite, sampling seed, task id),
+    so its trajectory does not depend on which other jobs run with it. On a policy with a rollout engine
+    all jobs run as one set of episodes (one batch); a policy without one (a server) runs job by job, its
+    rounds seeded by (policy, suite, seed), so a job's result depends only on the job."""
+
+    def seeded(job: Job) -> list[EpisodeStart]:
+        tasks, s = job
+        suite = getattr(job, "suite", "")
+        return [EpisodeStart(t, id=f"eval-{s}-{t.id}", seed=derive_seed(policy.name, suite, s, t.id))
+                for t in tasks]
 
     def run(jobs: list[Job]) -> list[list[Trajectory]]:
-        seed = sum(s * 1_000_003 ** i for i, (_, s) in enumerate(jobs)) % 2**31
-        cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": seed})})
-        starts = [EpisodeStart(t, id=f"eval-{s}-{t.id}") for tasks, s in jobs for t in tasks]
-        trajs = run_episodes(policy, starts, pool, cfg, tools_for=tools_for, scorer=scorer, progress=label)
-        out, k = [], 0
-        for tasks, _ in jobs:
-            out.append(trajs[k : k + len(tasks)])
-            k += len(tasks)
+        if getattr(policy, "rollout_engine", None) is not None:
+            # The episode seeds decide the sampling; the config seed is only a marker that sampling is seeded.
+            cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": 0})})
+            trajs = run_episodes(policy, [st for job in jobs for st in seeded(job)], pool, cfg,
+                                 tools_for=tools_for, scorer=scorer, progress=label)
+            out, k = [], 0
+            for tasks, _ in jobs:
+                out.append(trajs[k : k + len(tasks)])
+                k += len(tasks)
+            return out
+        out = []
+        for job in jobs:
+            seed = derive_seed(policy.name, getattr(job, "suite", ""), job[1]) % 2**31
+            cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": seed})})
+            out.append(run_episodes(policy, seeded(job), pool, cfg, tools_for=tools_for, scorer=scorer,
+                                    progress=label))
         return out
 
     return run

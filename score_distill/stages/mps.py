@@ -30,6 +30,7 @@ from score_distill.teachers.base import Teacher
 from score_distill.teachers.guards import check_teacher_step
 from score_distill.trajectory import Correction, Task, Trajectory, Usage
 from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_jsonl
+from score_distill.utils.seeds import derive_seed
 
 # Final status of a task after MPS.
 SOLVED_ALONE = "solved_alone"
@@ -155,8 +156,10 @@ def mentor_chunk(
                 suggestion=v.suggestion,
                 teacher_usage=usage,
             )
+            # Continues from the student's own ids (Step.tokens) on the engine; a seed of its own per round.
+            seed = None if agent.sampling.seed is None else derive_seed(agent.sampling.seed, w.traj.id, _round + 1)
             starts.append(
-                EpisodeStart(w.traj.task, prefix=steps[:k] + [chosen], execute_last=True, id=w.traj.id)
+                EpisodeStart(w.traj.task, prefix=steps[:k] + [chosen], execute_last=True, id=w.traj.id, seed=seed)
             )
             fixing.append(w)
         for w, cont in zip(fixing, run(starts, f"MPS: after correction {_round + 1}")):

@@ -1,0 +1,364 @@
+"""The in-process rollout engine: every live episode keeps its KV cache across turns.
+
+An episode (a *request*) joins with its context ids, which are prefilled once; then its turn is
+decoded one token per step, batched with every other live episode. When its turn ends (end of turn
+token, a stop string, or the token limit) the caller gets the sampled ids and answers with the ids
+to append (the observation and the chat template's glue: prefilled, nothing re-encoded) or with
+``None`` to end the episode, whose row is then given to the next waiting request at once
+(continuous batching: nobody waits for the batch). A request whose leading ids equal those of a
+live row (the G rollouts of one RL item, the system prompt and question every episode shares)
+copies that row's cache for the common prefix instead of computing it again.
+
+It decodes with the model object it is given: a trainer's in-place updates are seen at the next
+step, with no weight sync.
+
+Why not transformers' continuous batching (``generate_batch`` / ``ContinuousBatchingManager``,
+transformers 5.x): it runs on CPU, but (1) a request ends when it stops generating, and a follow-up
+turn is a new request whose prompt is prefilled again (its prefix sharing reuses only complete
+blocks still in the cache); (2) it samples with one global ``torch.multinomial`` for the batch, so
+an episode's tokens depend on which others share the batch (no per-request generator); (3) it has
+no stop strings; (4) its manager runs a background thread sized for a GPU workload (two 8-token
+prompts of the tiny test model took about a minute on this 2-core machine, mostly set-up).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import StopStringCriteria
+
+from score_distill.engine.kv import SlotCache
+from score_distill.engine.sampling import Sampler
+from score_distill.models.base import SamplingParams
+
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+_MIN_FORK = 16  # ids a pending row must share beyond the best prefilled donor to be prefilled first
+
+
+@dataclass
+class Request:
+    """An episode to run: ``ids`` is its whole context so far; ``max_new_tokens`` limits its first turn."""
+
+    ids: list[int]
+    max_new_tokens: int
+    generator: torch.Generator | None = None
+    tag: Any = None
+
+
+@dataclass
+class Turn:
+    """One finished turn. ``context`` is the ids the turn was generated from (ending with what was appended)."""
+
+    tag: Any
+    ids: list[int]
+    logprobs: list[float]
+    finish: str  # "eos" | "stop" (a stop string) | "length" | "context" (no room left in the model's context)
+    context: list[int]
+    seconds: float
+
+
+@dataclass
+class Continue:
+    """The caller's answer to a turn: append ``ids`` (never empty) and decode the next turn."""
+
+    ids: list[int]
+    max_new_tokens: int
+
+
+@dataclass
+class _Row:
+    tag: Any
+    ctx: list[int]  # ids whose keys/values are in the cache
+    pending: list[int]  # ids to feed next (the last sampled token, plus what the caller appended)
+    limit: int
+    generator: torch.Generator | None
+    gen: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    turn_start: int = 0  # len(ctx) + len(pending) when the turn began: the turn's context length
+    t0: float = 0.0
+    ended: str | None = None
+
+
+def engine_supported(model: Any) -> bool:
+    """Full attention through ``sdpa``/``eager``: the engine's masks are full causal masks, so a model with
+    sliding-window layers is left to ``generate``."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(model.config, "_attn_implementation", None) not in SUPPORTED_ATTENTION:
+        return False
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types is not None and any(t != "full_attention" for t in layer_types):
+        return False
+    return not (getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True))
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# Yielded by a request iterator that has more requests but cannot start one now (e.g. the sandbox pool is
+# at its cap): the engine goes on with the rows it has and asks again after the next turns end.
+WAIT = object()
+
+
+class RolloutEngine:
+    def __init__(self, model: Any, tokenizer: Any, params: SamplingParams, *, max_rows: int,
+                 eos_ids: list[int], stop: list[str] | None = None):
+        if not engine_supported(model):
+            raise ValueError(f"the engine needs attention {SUPPORTED_ATTENTION}, the model uses "
+                             f"{model.config._attn_implementation!r}")
+        self.model, self.tokenizer, self.params = model, tokenizer, params
+        self.max_rows = max_rows
+        self.eos = set(eos_ids)
+        self.stop = StopStringCriteria(tokenizer, list(stop)) if stop else None
+        self.window = self.stop.maximum_token_len if self.stop is not None else 0
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
+        self.eager = model.config._attn_implementation == "eager"
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model passes kwargs on
+        params_of_forward = inspect.signature(base.forward).parameters
+        self.cache_kw = "cache" if "cache" in params_of_forward else "past_key_values"
+        self.device = next(model.parameters()).device
+        self.n_layers = cfg.num_hidden_layers
+        self.vocab = model.get_output_embeddings().weight.shape[0]
+        self.rows: list[_Row] = []
+        self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
+                      "prefill_forwards": 0, "prefill_rows": 0}
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
+        """Run every request to its end. ``on_turns`` gets the turns that ended together (in row order)
+        and returns, for each, a :class:`Continue` or None (the episode is over)."""
+        it = iter(requests)
+        self.cache = SlotCache(self.n_layers, self.max_rows)
+        self.sampler = Sampler(self.params, self.max_rows, self.vocab, self.device)
+        self.rows = []
+        model = self.model
+        was_training = model.training
+        model.eval()  # dropout off: generation must not depend on the trainer's mode
+        exhausted = False
+        try:
+            with torch.inference_mode():
+                while True:
+                    while not exhausted and len(self.rows) < self.max_rows:
+                        req = next(it, None)
+                        if req is None:
+                            exhausted = True
+                        elif req is WAIT:  # the caller has none to give until a live episode ends
+                            break
+                        else:
+                            self._admit(req)
+                    self._prefill_pending()
+                    if any(r.ended is not None for r in self.rows):
+                        self._end_turns(on_turns)
+                        continue
+                    if not self.rows:
+                        if exhausted:
+                            break
+                        continue
+                    self._decode()
+                    if any(r.ended is not None for r in self.rows):
+                        self._end_turns(on_turns)
+        finally:
+            self.cache = None  # free the keys/values
+            if was_training:
+                model.train()
+
+    # -- rows -----------------------------------------------------------------------------------
+    def _admit(self, req: Request) -> None:
+        if not req.ids:
+            raise ValueError("a request needs at least one context id")
+        slot = len(self.rows)
+        best, donor = self._donor(req.ids)
+        # A row still waiting for its prefill that shares more (the G rollouts of one item, joining together)
+        # is prefilled first, so this one copies it instead of computing the same prefix again.
+        if any(_lcp(r.ctx + r.pending, req.ids) > best + _MIN_FORK for r in self.rows if self._unfed(r)):
+            self._prefill_pending()
+            best, donor = self._donor(req.ids)
+        shared = min(best, len(req.ids) - 1)  # at least one id is fed, for the next-token logits
+        if shared > 0:
+            self.cache.prepare(slice(0, 0), shared)  # capacity for the copy
+            self.cache.copy_row(donor, slot, shared)
+            self.stats["forked_tokens"] += shared
+        row = _Row(req.tag, list(req.ids[:shared]), list(req.ids[shared:]), req.max_new_tokens, req.generator)
+        self.rows.append(row)
+        self.sampler.reset_row(slot, req.ids)
+        self._start_turn(slot)
+
+    def _donor(self, ids: list[int]) -> tuple[int, int]:
+        best, donor = 0, -1
+        for i, r in enumerate(self.rows):
+            n = _lcp(r.ctx, ids)
+            if n > best:
+                best, donor = n, i
+        return best, donor
+
+    def _start_turn(self, i: int) -> None:
+        row = self.rows[i]
+        row.gen, row.logprobs, row.ended = [], [], None
+        row.turn_start = len(row.ctx) + len(row.pending)
+        row.t0 = time.perf_counter()
+        row.limit = min(row.limit, self.max_positions - row.turn_start)
+        if row.limit < 1:
+            row.ended = "context"
+
+    def _end_turns(self, on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
+        idx = [i for i, r in enumerate(self.rows) if r.ended is not None]
+        turns = []
+        now = time.perf_counter()
+        for i in idx:
+            r = self.rows[i]
+            context = (r.ctx + r.pending)[: r.turn_start]
+            turns.append(Turn(r.tag, r.gen, r.logprobs, r.ended, context, now - r.t0))
+        answers = on_turns(turns)
+        if len(answers) != len(turns):
+            raise RuntimeError(f"on_turns answered {len(answers)} of {len(turns)} turns")
+        done = set()
+        for i, ans in zip(idx, answers):
+            r = self.rows[i]
+            if ans is None:
+                done.add(i)
+                continue
+            if not ans.ids:
+                raise ValueError("Continue.ids must not be empty")
+            r.pending = r.pending + list(ans.ids)  # pending still holds the turn's last sampled token
+            r.limit = ans.max_new_tokens
+            self.sampler.mark(i, ans.ids)
+            self._start_turn(i)
+        if done:
+            self._compact(done)
+
+    def _compact(self, done: set[int]) -> None:
+        """Drop finished rows; rows from the tail move into the holes so live rows stay 0..n-1."""
+        keep = len(self.rows) - len(done)
+        movers = [i for i in range(keep, len(self.rows)) if i not in done]
+        holes = [i for i in range(keep) if i in done]
+        for hole, src in zip(holes, movers):
+            self.cache.copy_row(src, hole, len(self.rows[src].ctx))
+            self.sampler.move_row(src, hole)
+            self.rows[hole] = self.rows[src]
+        del self.rows[keep:]
+
+    # -- forward passes -------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                 keep: torch.Tensor | None = None) -> torch.Tensor:
+        if self.eager:  # eager attention adds the mask; sdpa takes booleans
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill_(
+                ~mask, torch.finfo(self.model.dtype).min)
+        out = self.model(input_ids=ids, position_ids=positions, attention_mask=mask, use_cache=True,
+                         logits_to_keep=1 if keep is None else keep, **{self.cache_kw: self.cache})
+        return out.logits[:, -1].float() if keep is None else out.logits.float()
+
+    def _prefill_pending(self) -> None:
+        """Feed every row whose turn has not sampled yet (``_unfed``): one row alone through a view of
+        its cache; several together in one forward (the weights are read once, not once per row)."""
+        todo = [i for i, r in enumerate(self.rows) if self._unfed(r)]
+        if len(todo) == 1:
+            self._prefill(todo[0])
+        elif todo:
+            self._prefill_rows(todo)
+
+    @staticmethod
+    def _unfed(r: _Row) -> bool:
+        """A row whose turn has begun but whose pending ids (a new context, or the appended ones) are not fed."""
+        return r.ended is None and not r.gen and bool(r.pending)
+
+    def _prefill_rows(self, todo: list[int]) -> None:
+        rows = [self.rows[i] for i in todo]
+        starts = [len(r.ctx) for r in rows]
+        lens = [len(r.pending) for r in rows]
+        n = max(lens)
+        kv_len = max(starts) + n
+        dev = self.device
+        pos = torch.tensor(starts, device=dev)[:, None] + torch.arange(n, device=dev)[None, :]
+        mask = (torch.arange(kv_len, device=dev)[None, None, :] <= pos[:, :, None]).unsqueeze(1)
+        # Right padding: a row's pad ids are written past its own length, where nothing reads them before
+        # they are overwritten; its real queries never see them (they lie after the queries' positions).
+        ids = torch.tensor([r.pending + [self.pad_id] * (n - len(r.pending)) for r in rows], device=dev)
+        index = torch.tensor(todo, device=dev)
+        self.cache.prepare(index, kv_len, starts=starts)
+        last = sorted(set(k - 1 for k in lens))
+        logits = self._forward(ids, pos, mask, keep=torch.tensor(last, device=dev))
+        pick = torch.tensor([last.index(k - 1) for k in lens], device=dev)
+        logits = logits[torch.arange(len(rows), device=dev), pick]
+        self.stats["prefill_tokens"] += sum(lens)
+        self.stats["prefill_forwards"] += 1
+        self.stats["prefill_rows"] += len(rows)
+        for r in rows:
+            r.ctx.extend(r.pending)
+            r.pending = []
+        self._take(todo, logits)
+
+    def _prefill(self, i: int) -> None:
+        """Feed row i's pending ids (one row: its cache is a view, nothing copied) and choose its next token."""
+        row = self.rows[i]
+        start, n = len(row.ctx), len(row.pending)
+        pos = torch.arange(start, start + n, device=self.device)
+        kv_len = start + n
+        mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(1, 1, n, kv_len)
+        self.cache.prepare(slice(i, i + 1), kv_len, start=start)
+        logits = self._forward(torch.tensor([row.pending], device=self.device), pos.view(1, n), mask)
+        self.stats["prefill_tokens"] += n
+        self.stats["prefill_forwards"] += 1
+        self.stats["prefill_rows"] += 1
+        row.ctx.extend(row.pending)
+        row.pending = []
+        self._take(slice(i, i + 1), logits)
+
+    def _decode(self) -> None:
+        """One token for every live row, in one batched forward over rows 0..n-1."""
+        rows = self.rows
+        b = len(rows)
+        lens = [len(r.ctx) for r in rows]
+        kv_len = max(lens) + 1
+        pos = torch.tensor(lens, device=self.device)
+        mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(b, 1, 1, kv_len)
+        self.cache.prepare(slice(0, b), kv_len, positions=pos)
+        ids = torch.tensor([r.pending for r in rows], device=self.device)
+        logits = self._forward(ids, pos.view(b, 1), mask)
+        for r in rows:
+            r.ctx.append(r.pending[0])
+            r.pending = []
+        self.stats["decode_steps"] += 1
+        self.stats["decoded_tokens"] += b
+        self._take(slice(0, b), logits)
+
+    def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:
+        live = self.rows[rows] if isinstance(rows, slice) else [self.rows[i] for i in rows]
+        tokens, logprobs = self.sampler.choose(logits, rows, [r.generator for r in live])
+        stopped = self._stop_strings(live, tokens)
+        for r, tok, lp, hit in zip(live, tokens, logprobs, stopped):
+            r.gen.append(tok)
+            r.logprobs.append(lp)
+            r.pending = [tok]
+            if tok in self.eos:
+                r.ended = "eos"
+            elif hit:
+                r.ended = "stop"
+            elif len(r.gen) >= r.limit:
+                r.ended = "length"
+
+    def _stop_strings(self, live: list[_Row], tokens: list[int]) -> list[bool]:
+        if self.stop is None:
+            return [False] * len(live)
+        w = self.window
+        tails = []
+        for r, tok in zip(live, tokens):
+            tail = (r.ctx[-w:] + [tok])[-w:]
+            tails.append([self.pad_id] * (w - len(tail)) + tail)
+        return self.stop(torch.tensor(tails, device=self.device), None).tolist()

@@ -1,0 +1,88 @@
+"""Next-token choice for a batch of engine rows, as ``model.generate`` makes it, each row with its own RNG.
+
+The warpers are transformers' own (temperature, top-k, top-p, in ``generate``'s order and under its
+conditions), so the engine samples from exactly the distribution ``generate`` does. The repetition
+penalty is ``RepetitionPenaltyLogitsProcessor``'s rule applied through a per-row "seen" mask kept
+up to date as tokens enter the context, instead of gathering over every row's whole id list at each
+step (rows have different lengths; the mask costs nothing per step).
+
+Each row may carry its own ``torch.Generator``: a row's draws then depend only on its own seed, not
+on which other episodes share the batch (a resumed evaluation samples what an uninterrupted one did).
+A row's generator seeded with ``s`` draws what ``torch.manual_seed(s); model.generate(...)`` draws for
+that prompt alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from score_distill.models.base import SamplingParams
+
+
+class Sampler:
+    def __init__(self, params: SamplingParams, slots: int, vocab: int, device: torch.device):
+        self.greedy = params.temperature <= 0
+        self.penalty = float(params.repetition_penalty)
+        warpers = []
+        # With top-k, top-p only ever sees the k survivors (the rest are -inf, probability 0): it runs on
+        # those k instead of sorting the whole vocabulary for every row at every step (a tie at the k-th
+        # value, which TopKLogitsWarper keeps, is the one case where the two could differ).
+        self.top_k = params.top_k if not self.greedy and params.top_k > 0 else 0
+        self.top_p = TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1) if params.top_p < 1.0 else None
+        if not self.greedy:
+            if params.temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(params.temperature))
+            if self.top_k:  # top_k <= 0: no top-k (as TransformersPolicy passes it to generate)
+                warpers.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
+            elif self.top_p is not None:
+                warpers.append(self.top_p)
+        self.warpers = LogitsProcessorList(warpers)
+        self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=device) if self.penalty != 1.0 else None
+
+    # -- the "seen" mask of the repetition penalty ----------------------------------------------
+    def reset_row(self, row: int, ids: list[int]) -> None:
+        if self.seen is not None:
+            self.seen[row].zero_()
+            self.mark(row, ids)
+
+    def mark(self, row: int, ids: list[int]) -> None:
+        if self.seen is not None and ids:
+            self.seen[row, torch.tensor(ids, device=self.seen.device)] = True
+
+    def move_row(self, src: int, dst: int) -> None:
+        if self.seen is not None and src != dst:
+            self.seen[dst] = self.seen[src]
+
+    # -- choosing -------------------------------------------------------------------------------
+    def choose(self, logits: torch.Tensor, rows: slice | list[int], generators: list[torch.Generator | None]
+               ) -> tuple[list[int], list[float]]:
+        """Tokens for ``logits`` [n, vocab] (float32) of the rows ``rows``, and each token's log-probability
+        under the model's unprocessed distribution (temperature 1, no top-k/top-p: what a trainer recomputes)."""
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        index = None
+        if self.seen is not None:
+            index = torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows)
+            index = index.to(self.seen.device)
+            seen = self.seen[index]
+            penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+            scores = torch.where(seen, penalised, scores)
+        if self.greedy:
+            tokens = scores.argmax(dim=-1)
+        else:
+            scores = self.warpers(None, scores)
+            if self.top_k and self.top_p is not None:
+                k = min(self.top_k, scores.shape[-1])
+                vals, idx = scores.topk(k, dim=-1)
+                scores = torch.full_like(scores, -float("inf")).scatter_(1, idx, self.top_p(None, vals))
+            probs = torch.softmax(scores, dim=-1)
+            if all(g is None for g in generators):
+                tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            else:  # one draw per row from its own generator: independent of the batch
+                tokens = torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1)
+                                    for i, g in enumerate(generators)])
+        chosen = logp.gather(1, tokens.view(-1, 1)).view(-1)
+        if index is not None:
+            self.seen[index, tokens] = True
+        return tokens.tolist(), chosen.tolist()

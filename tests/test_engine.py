@@ -1,0 +1,206 @@
+"""The rollout engine against plain ``model.generate``: same tokens greedy, same draws for the same seed,
+across continuous batching, shared-prefix forks and multi-turn continuation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from score_distill.agent import format as fmt
+from score_distill.engine import Continue, Request, RolloutEngine
+from score_distill.models.base import SamplingParams
+from score_distill.models.hf import TransformersPolicy, _end_of_turn_ids
+from score_distill.models.tiny import build_tiny_model
+
+QUESTIONS = [
+    "hi",
+    "What is 12 * 7? Compute it with code.",
+    "Alice has 5 apples and buys 3 more each week for 4 weeks. How many apples now?",
+    "Bob has 999 marbles and gives away 17 each day. " * 3,
+]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return TransformersPolicy.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tiny") / "m", seed=0))
+
+
+def prompts(policy, system=True):
+    out = []
+    for q in QUESTIONS:
+        msgs = ([{"role": "system", "content": fmt.system_prompt()}] if system else []) + [{"role": "user", "content": q}]
+        out.append(policy.chat_glue().prompt(msgs))
+    return out
+
+
+def reference(policy, ids, params, seed=None, stop=None):
+    """model.generate on one prompt alone (batch 1), as the ground truth."""
+    tok, model = policy.tokenizer, policy.model
+    kw = dict(max_new_tokens=params.max_new_tokens, repetition_penalty=params.repetition_penalty,
+              eos_token_id=_end_of_turn_ids(tok, model), pad_token_id=tok.pad_token_id)
+    if params.temperature > 0:
+        kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+    else:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if stop:
+        kw.update(stop_strings=stop, tokenizer=tok)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kw)
+    return out[0, len(ids):].tolist()
+
+
+def run_engine(policy, reqs, params, rows, stop=None, on_turns=None):
+    engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
+                           eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop)
+    got = {}
+
+    def default(turns):
+        for t in turns:
+            got[t.tag] = t
+        return [None] * len(turns)
+
+    engine.run(reqs, on_turns or default)
+    return got, engine
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_greedy_equals_generate_with_continuous_batching(policy, penalty):
+    params = SamplingParams(temperature=0.0, repetition_penalty=penalty, max_new_tokens=24)
+    ids = prompts(policy)
+    got, engine = run_engine(policy, [Request(p, 24, tag=i) for i, p in enumerate(ids)], params, rows=2)
+    for i, p in enumerate(ids):
+        assert got[i].ids == reference(policy, p, params), i
+        assert got[i].context == p and len(got[i].logprobs) == len(got[i].ids)
+    assert engine.stats["forked_tokens"] > 0  # the shared system prompt was copied, not recomputed
+
+
+def test_stop_strings_stop_where_generate_stops(policy):
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=40)
+    ids = prompts(policy, system=False)
+    # Stops that this random model does write: two-character pieces of its own greedy outputs.
+    refs = [reference(policy, p, params) for p in ids]
+    text = policy.tokenizer.decode(refs[1], skip_special_tokens=True)
+    stop = [text[5:7], text[12:14]]
+    got, _ = run_engine(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=4, stop=stop)
+    hit = 0
+    for i, p in enumerate(ids):
+        want = reference(policy, p, params, stop=stop)
+        assert got[i].ids == want, i
+        hit += got[i].finish == "stop"
+    assert hit >= 1
+
+
+def test_sampling_draws_what_generate_draws_for_the_same_seed(policy):
+    params = SamplingParams(temperature=0.9, top_k=20, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20)
+    ids = prompts(policy)
+    reqs = [Request(p, 20, generator=torch.Generator().manual_seed(100 + i), tag=i) for i, p in enumerate(ids)]
+    got, _ = run_engine(policy, reqs, params, rows=3)
+    for i, p in enumerate(ids):
+        assert got[i].ids == reference(policy, p, params, seed=100 + i), i
+
+
+def test_an_episode_samples_the_same_alone_or_in_a_batch(policy):
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
+    ids = prompts(policy)
+    alone, _ = run_engine(policy, [Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x")], params, rows=1)
+    reqs = [Request(p, 16, torch.Generator().manual_seed(i), tag=i) for i, p in enumerate(ids)]
+    reqs.insert(1, Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x"))
+    together, _ = run_engine(policy, reqs, params, rows=5)
+    assert alone["x"].ids == together["x"].ids
+
+
+def test_identical_prompts_prefill_once_and_fork(policy):
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
+    p = prompts(policy)[3]
+    got, engine = run_engine(policy, [Request(p, 8, tag=j) for j in range(4)], params, rows=4)
+    assert engine.stats["prefill_tokens"] == len(p) + 3  # one full prefill, then one token per fork
+    assert engine.stats["forked_tokens"] == 3 * (len(p) - 1)
+    assert all(got[j].ids == got[0].ids for j in range(4))
+
+
+def test_continued_turns_equal_generate_on_the_whole_context(policy):
+    """A second turn decoded from the kept cache equals generate on (prompt + turn 1 + appended ids)."""
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
+    ids = prompts(policy)[:3]
+    glue = policy.chat_glue()
+    turns: dict[int, list] = {i: [] for i in range(len(ids))}
+
+    def on_turns(done):
+        answers = []
+        for t in done:
+            turns[t.tag].append(t)
+            if len(turns[t.tag]) == 3:
+                answers.append(None)
+            else:
+                answers.append(Continue(glue.after_turn(t.ids, obs(t.tag, len(turns[t.tag]))), 12))
+        return answers
+
+    def obs(i, k):  # observations of different lengths: rows prefilled together are padded
+        return f"Observation: {i} {k}" + " more" * (3 * i + k)
+
+    _, engine = run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2,
+                           on_turns=on_turns)
+    assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
+    for i in range(len(ids)):
+        ts = turns[i]
+        assert len(ts) == 3
+        for k, t in enumerate(ts):
+            if k:
+                prev = ts[k - 1]
+                assert t.context == prev.context + prev.ids + glue.after_turn(prev.ids, obs(i, k))
+            assert t.ids == reference(policy, t.context, params), (i, k)
+
+
+def test_the_same_model_object_is_used(policy):
+    """No weight sync: an in-place update is seen by the next run."""
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=6)
+    p = prompts(policy)[1]
+    before, _ = run_engine(policy, [Request(p, 6, tag=0)], params, rows=1)
+    head = policy.model.get_output_embeddings().weight
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head[before[0].ids[0]] -= 100.0
+        after, _ = run_engine(policy, [Request(p, 6, tag=0)], params, rows=1)
+        assert after[0].ids[0] != before[0].ids[0]
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+
+
+@pytest.mark.smollm
+def test_greedy_equals_generate_on_smollm2():
+    pol = TransformersPolicy("smollm2-135m")
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_new_tokens=24)
+    ids = [pol.chat_glue().prompt([{"role": "system", "content": fmt.system_prompt()},
+                                   {"role": "user", "content": q}]) for q in QUESTIONS[1:3]]
+    got, _ = run_engine(pol, [Request(p, 24, tag=i) for i, p in enumerate(ids)], params, rows=2,
+                        stop=fmt.STOP_STRINGS)
+    for i, p in enumerate(ids):
+        assert got[i].ids == reference(pol, p, params, stop=fmt.STOP_STRINGS), i
+
+
+def test_a_full_context_ends_the_turn_instead_of_overrunning(policy):
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
+    n = policy.model.config.max_position_embeddings
+    got, _ = run_engine(policy, [Request([5] * n, 8, tag="full"), Request([5] * (n - 2), 8, tag="near")], params,
+                        rows=2)
+    assert got["full"].finish == "context" and got["full"].ids == []
+    assert got["near"].finish in ("length", "eos") and len(got["near"].ids) <= 2
+
+
+def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("rollout_throughput")
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["rollout_throughput", "--model", "tiny", "--batch", "3", "--max-new-tokens",
+                                      "8", "--max-steps", "2", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
+        assert res[key] > 0, key
+    assert res["live_batch"] == 3 and res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
