@@ -39,6 +39,9 @@ class TrainedTokenSFTTrainer(SFTTrainer):
             ids = inputs["input_ids"]
             local = inputs["attention_mask"].sum() if "attention_mask" in inputs else torch.tensor(ids.numel())
             self._total_train_tokens += int(self.accelerator.gather_for_metrics(local.to(loss.device)).sum())
+            self._total_trained_tokens = getattr(self, "_total_trained_tokens", 0) + int(n_valid)
+            # Cumulative counts of real (unpadded) and trained tokens, for throughput figures.
+            self._metrics[mode]["num_trained_tokens"] = [self._total_trained_tokens]
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         if return_outputs:
             raise NotImplementedError("the trained-token loss builds no logits to return")
