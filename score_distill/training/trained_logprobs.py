@@ -72,7 +72,9 @@ def _backbone_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.
 
 def _trained_logprobs(model: Any, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None, with_top1: bool, extra: dict[str, Any]) -> TrainedLogProbs:
+    from torch.distributed.tensor import DTensor
     from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import maybe_gather_lm_head_ctx
 
     hidden = _backbone_hidden(model, input_ids, attention_mask, position_ids, extra)[:, :-1]
     target = labels[:, 1:]
@@ -80,12 +82,17 @@ def _trained_logprobs(model: Any, input_ids: torch.Tensor, labels: torch.Tensor,
     if position_ids is not None:  # a label at a sequence start would be predicted from the previous sequence
         mask = mask & (position_ids[:, 1:] != 0)
     head = model.get_output_embeddings()
-    h = hidden[mask].to(head.weight.device)
+    weight, bias = head.weight, head.bias
+    if isinstance(weight, DTensor):  # FSDP2 shards: the head is read directly, not called (as TRL does)
+        weight = weight.full_tensor()
+        bias = bias.full_tensor() if bias is not None else None
+    h = hidden[mask].to(weight.device)
     outputs = ("log_probs", "is_top1") if with_top1 else ("log_probs",)
     cfg = model.config.get_text_config()
-    logp, _, _, _, top1 = ChunkedLogProbFunction.apply(
-        h, head.weight, head.bias, target[mask].to(head.weight.device), 1.0, VOCAB_CHUNK,
-        getattr(cfg, "final_logit_softcapping", None), 1.0, outputs)
+    with maybe_gather_lm_head_ctx(weight, bias):  # DeepSpeed ZeRO-3: gather the head for this direct use
+        logp, _, _, _, top1 = ChunkedLogProbFunction.apply(
+            h, weight, bias, target[mask].to(weight.device), 1.0, VOCAB_CHUNK,
+            getattr(cfg, "final_logit_softcapping", None), 1.0, outputs)
     return TrainedLogProbs(log_probs=logp, label_mask=mask, is_top1=top1)
 
 
