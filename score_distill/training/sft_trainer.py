@@ -3,8 +3,8 @@
 Everything else is TRL's: the padding-free collator (``padding_free=True``: a batch is one row with
 ``position_ids`` restarting per sequence), the step/accumulation/``num_items_in_batch`` bookkeeping, logging,
 checkpoints. Only ``compute_loss`` differs: it calls the forward installed by
-:mod:`score_distill.training.trained_logprobs`, which runs attention per sequence and the LM head on the
-trained positions only, on every device (TRL's own fused head does the latter on CUDA only).
+:mod:`score_distill.training.trained_logprobs`, which keeps attention within each sequence and runs the LM
+head on the trained positions only, on every device (TRL's own fused head does the latter on CUDA only).
 """
 
 from __future__ import annotations
