@@ -532,7 +532,7 @@ class Pipeline:
 
         w = SummaryWriter(str(self.dir / "tensorboard" / "score_rl"))
         for row in read_jsonl(log):
-            for key in ("reward_mean", "reward_std", "loss", "kl", "clip_frac", "grad_norm"):
+            for key in ("reward_mean", "reward_std", "loss", "kl", "clip_frac", "grad_norm", "groups_with_spread"):
                 if isinstance(row.get(key), int | float):
                     w.add_scalar(f"rl/{key}", row[key], row["step"])
         w.close()

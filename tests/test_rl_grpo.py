@@ -170,3 +170,69 @@ def test_grpo_learns_a_trivial_preference(tiny):
         means.append(sum(rewards) / len(rewards))
     first, last = sum(means[:5]) / 5, sum(means[-5:]) / 5
     assert last > first + 0.2, (first, last, means)
+
+
+def _two_groups(tok_range=(3, 200)):
+    torch.manual_seed(1)
+    out = []
+    for g in range(2):
+        for n, a in [(14, 1.0), (11, -1.0)]:
+            out.append(TrainSample(torch.randint(*tok_range, (n,)).tolist(), [0] * 4 + [1] * (n - 4), a, group=g))
+    return out
+
+
+def _updater(d, lr, **kw):
+    model = AutoModelForCausalLM.from_pretrained(d)
+    acc = Accelerator(cpu=True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model, opt = acc.prepare(model, opt)
+    return GRPOUpdater(model, opt, acc, max_grad_norm=None, pad_id=0, **kw)
+
+
+def test_clipping_acts_from_the_second_mini_batch_step(tiny):
+    """Old log-probs are taken once: after the first step (large lr) the second mini-batch sees ratio != 1."""
+    d, _ = tiny
+    st = _updater(d, lr=5.0, mini_batch_size=1).update(_two_groups(), n_items=2)
+    assert st["mini_batches"] == 2 and st["optimizer_steps"] == 2
+    assert st["clip_frac_steps"][0] == 0.0  # the first step starts from the sampling policy
+    assert st["clip_frac_steps"][1] > 0.0, st
+    assert st["clip_frac"] > 0 and st["ratio_mean"] != 1.0
+
+
+def test_one_mini_batch_never_clips(tiny):
+    d, _ = tiny
+    for mini in (None, 2):  # the whole batch in one step
+        st = _updater(d, lr=5.0, mini_batch_size=mini).update(_two_groups(), n_items=2)
+        assert st["optimizer_steps"] == 1 and st["clip_frac"] == 0.0 and abs(st["ratio_mean"] - 1.0) < 1e-6
+
+
+def test_ppo_epochs_clip_on_the_second_pass(tiny):
+    d, _ = tiny
+    st = _updater(d, lr=5.0, mini_batch_size=None, ppo_epochs=2).update(_two_groups(), n_items=2)
+    assert st["optimizer_steps"] == 2 and st["clip_frac_steps"][0] == 0.0 and st["clip_frac_steps"][1] > 0
+
+
+def test_a_mini_batch_without_signal_takes_no_step(tiny):
+    """Items whose groups were dropped (no reward spread) leave their mini-batch empty: no optimizer step."""
+    d, _ = tiny
+    samples = [s for s in _two_groups() if s.group == 1]
+    st = _updater(d, lr=0.1, mini_batch_size=1).update(samples, n_items=2)
+    assert st["mini_batches"] == 2 and st["optimizer_steps"] == 1 and st["sequences"] == 2
+
+
+def test_trained_logprobs_match_full_logits(tiny):
+    """The padding-free, trained-positions-only log-probs equal log_softmax of the full logits."""
+    from score_distill.rl.grpo import trained_logprobs
+
+    d, _ = tiny
+    samples = _two_groups()
+    upd = _updater(d, lr=0.0)
+    with torch.no_grad():
+        got = trained_logprobs(upd.model, samples, "cpu")
+        want = []
+        for s in samples:
+            ids = torch.tensor([s.input_ids])
+            lp = torch.log_softmax(upd.model(input_ids=ids).logits[0, :-1].float(), -1)
+            lp = lp.gather(1, ids[0, 1:, None])[:, 0]
+            want.append(lp[torch.tensor(s.loss_mask[1:]) == 1])
+    assert torch.allclose(got, torch.cat(want), atol=1e-5)

@@ -99,6 +99,16 @@ def test_stage_rewards_updates_and_resumes_exactly(tiny, pool, tmp_path):
     for r in log:
         mine = [x["reward"] for x in rolls if x["step"] == r["step"]]
         assert len(mine) == r["rollouts"] == 4 * r["items"] and abs(r["reward_mean"] - sum(mine) / len(mine)) < 1e-9
+        groups = {}
+        for x in rolls:
+            if x["step"] == r["step"]:
+                groups.setdefault(x["group"], set()).add(x["reward"])
+        assert r["groups_with_spread"] == sum(len(v) > 1 for v in groups.values()) / len(groups)
+        # cpu_preset: one item per optimizer step; a group without spread is dropped, and so is its step.
+        assert r["optimizer_steps"] == sum(len(v) > 1 for v in groups.values()) <= 2
+        assert len(r["clip_frac_steps"]) == len(r["kl_steps"]) == r["optimizer_steps"]
+        assert 0 <= r["clip_frac"] <= 1 and r["kl"] == 0.0
+    assert any(r["optimizer_steps"] == 2 for r in log)
     w0, w1 = _weights(tiny), _weights(full)
     assert any(not torch.equal(w0[k], w1[k]) for k in w0)  # the model was updated
 

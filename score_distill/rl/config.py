@@ -109,7 +109,11 @@ class RLConfig(_Cfg):
     clip_eps_high: float | None = Field(None, description="Upper clip (DAPO clip-higher); None: same as clip_eps.")
     adv_eps: float = Field(1e-4, gt=0, description="eps in (R - mean) / (std + eps).")
     kl_coef: float = Field(0.0, ge=0, description="k3 KL to the reference model (reference: 0).")
-    ppo_epochs: int = Field(1, ge=1, description="Optimiser passes over one batch of rollouts (mu).")
+    ppo_epochs: int = Field(1, ge=1, description="Passes over one batch of rollouts (mu), each through all mini-batches.")
+    mini_batch_size: int | None = Field(
+        16, ge=1, description="Items (each with its G rollouts) per optimizer step: ceil(items_per_update / "
+        "mini_batch_size) steps per rollout batch, old log-probs taken once before them (reference: 128 / 16 = 8 "
+        "steps). None: one step per batch (ratio 1, no clipping).")
     micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward; the rest is grad accumulation.")
     skip_zero_advantage: bool = Field(True, description="Drop groups whose rewards are all equal (no signal).")
     lora: LoraSettings | None = None
@@ -136,6 +140,10 @@ class RLConfig(_Cfg):
             max_episode_tokens=256,
             max_seq_len=1536,
             lr=1e-5,
+            # Two optimizer steps per rollout batch (one item each), so the ratio and the clip act as in the
+            # reference; the update's compute barely grows (one no-grad forward for the old log-probs of the
+            # second half), while rollouts dominate a CPU update anyway.
+            mini_batch_size=1,
             micro_batch_size=4,
             max_live_episodes=16,
         )

@@ -2,8 +2,9 @@
 
 ``run_rl_stage`` loops: take the next batch of items (fixed seeded schedule), roll out G
 continuations per item (in-process on the trained model, or through a vLLM server whose weights are
-pushed after every update), reward them, one GRPO update, append a line to ``out_dir/log.jsonl``,
-checkpoint. Re-running the same call after a crash resumes from the last checkpoint.
+pushed after every update), reward them, one GRPO update (``ceil(items / rl.mini_batch_size)`` optimizer
+steps per pass), append a line to ``out_dir/log.jsonl`` (reward_mean, groups_with_spread, clip_frac, kl,
+and per step clip_frac_steps, kl_steps), checkpoint. Re-running the same call after a crash resumes from the last checkpoint.
 
 Files in ``out_dir``: ``log.jsonl`` (one line per update), ``rollouts.jsonl`` (one line per rollout:
 item, reward, reason, answer), ``checkpoints/step_N/``, ``model/`` (the final model, LoRA merged),
@@ -108,6 +109,19 @@ class VLLMWeightSync:
         self.client.reset_prefix_cache()
 
 
+def _per_process(mini_batch_size: int | None, n_proc: int) -> int | None:
+    """Items per optimizer step on each process (each process holds 1/n of a batch's items)."""
+    return None if mini_batch_size is None else max(1, mini_batch_size // n_proc)
+
+
+def _spread_share(rollouts: list[Any]) -> float:
+    """Share of the batch's groups whose rewards are not all equal (the only ones with a learning signal)."""
+    groups: dict[int, set[float]] = {}
+    for r in rollouts:
+        groups.setdefault(r.group, set()).add(r.reward)
+    return sum(len(v) > 1 for v in groups.values()) / len(groups) if groups else 0.0
+
+
 def _rollout_record(step: int, r: Any) -> dict[str, Any]:
     t = r.trajectory
     return {"step": step, "item": r.item.id, "kind": r.item.kind, "group": r.group, "reward": r.reward,
@@ -200,7 +214,8 @@ def run_rl_stage(
     checker = EquivalenceChecker(cfg.equivalence, judge)
     updater = GRPOUpdater(model, optimizer, accelerator, clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                           kl_coef=cfg.kl_coef, ppo_epochs=cfg.ppo_epochs, micro_batch_size=cfg.micro_batch_size,
-                          max_grad_norm=cfg.max_grad_norm, pad_id=tokenizer.pad_token_id)
+                          max_grad_norm=cfg.max_grad_norm, pad_id=tokenizer.pad_token_id,
+                          mini_batch_size=_per_process(cfg.mini_batch_size, accelerator.num_processes))
     per_epoch = math.ceil(len(items) / cfg.items_per_update)
     try:
         for u in range(start, total):
@@ -221,14 +236,15 @@ def run_rl_stage(
                     continue
                 enc = encode_rollout(tokenizer, r, cfg.max_seq_len)
                 if enc is not None:
-                    samples.append(TrainSample(enc["input_ids"], enc["loss_mask"], a))
+                    samples.append(TrainSample(enc["input_ids"], enc["loss_mask"], a, group=r.group))
             t1 = time.perf_counter()
-            stats = updater.update(samples)
+            stats = updater.update(samples, n_items=len(batch))
             t_upd = time.perf_counter() - t1
             gen_tokens = sum(s.completion_tokens for r in rollouts for s in r.new_steps)
             rec = {"step": u, "epoch": u // per_epoch, "items": len(batch), "rollouts": len(rollouts),
                    "reward_mean": statistics.fmean(rewards) if rewards else 0.0,
                    "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
+                   "groups_with_spread": _spread_share(rollouts),
                    "reasons": reason_counts(rollouts), **stats,
                    "gen_tokens": gen_tokens, "rollout_seconds": round(t_roll, 3), "update_seconds": round(t_upd, 3),
                    "seconds": round(time.perf_counter() - t0, 3), "ablation": cfg.ablation_name()}

@@ -1,6 +1,7 @@
 """Supervised fine-tuning on trajectories, assistant turns only (BC init, SCoRe-SFT, the BC baseline).
 
-Built on TRL's ``SFTTrainer`` with pre-tokenized examples: each record is rendered with
+Built on TRL's ``SFTTrainer`` (padding-free batches; the loss from the trained tokens' hidden states
+only, see :mod:`score_distill.training.sft_trainer`) with pre-tokenized examples: each record is rendered with
 ``Trajectory.to_messages()`` and tokenized by :func:`~score_distill.training.chat_tokenize.tokenize_chat`
 into ``input_ids`` + ``labels``. TRL sees an ``input_ids`` column and a ``labels`` column and uses
 both as they are (no re-templating, no mask of its own), so the loss mask is exactly ours,
@@ -62,7 +63,10 @@ class SFTConfig(BaseModel):
     save_total_limit: int | None = 3
     logging_steps: int = Field(1, ge=1)
     bf16: Literal["auto"] | bool = "auto"  # auto: bf16 where the GPU supports it, fp32 on CPU
+    # Activation checkpointing costs a third more compute; only for models/lengths that do not fit otherwise.
     gradient_checkpointing: bool = False
+    padding_free: bool = Field(
+        True, description="Concatenate a batch into one row without padding (attention stays within each sequence).")
     report_to: Literal["auto", "none", "tensorboard", "wandb", "trackio"] = "auto"
     system_prompt: str | None = None  # None: the CodeAct system prompt for each task's tools
     # A student step the parser had to repair (no code block, unclosed tag, ...) is re-rendered from what
@@ -263,7 +267,8 @@ def train_sft(
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
+
+    from score_distill.training.sft_trainer import TrainedTokenSFTTrainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -310,13 +315,15 @@ def train_sft(
         use_cpu=not _cuda(),
         activation_checkpointing=cfg.gradient_checkpointing,
         max_length=None,  # truncated already (keep start), see tokenize_records
-        packing=False,
+        packing=False,  # whole trajectories per example: batches stay what batch_size says
+        padding_free=cfg.padding_free,
+        prediction_loss_only=True,  # the trained-token loss builds no logits
         dataset_kwargs={},
         eval_strategy="no",
         disable_tqdm=True,
     )
     model = _load_model(model_path, cfg, bf16)
-    trainer = SFTTrainer(
+    trainer = TrainedTokenSFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
