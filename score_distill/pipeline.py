@@ -36,17 +36,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from score_distill.config import ConfigError, RunConfig, dump_config
 from score_distill.stages.split import unit_hash
 from score_distill.trajectory import Task, Trajectory
+from score_distill.utils.console import detail, result, stage_done, stage_start
 from score_distill.utils.jsonl import read_jsonl, write_atomic, write_json, write_jsonl
 
 STAGES = ["tasks", "bc_init", "bc_baseline", "mps", "split", "score_sft", "score_rl", "eval", "report"]
 POLICY_MODELS = {"bc_init": "bc_init", "bc_baseline": "bc_baseline", "score_sft": "score_sft", "score_rl": "score_rl"}
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless verbose (utils/console.py)
 
 
 def _versions() -> dict[str, str]:
@@ -250,12 +250,13 @@ class Pipeline:
         try:
             for stage in STAGES[i0 : i1 + 1]:
                 if self.stage_finished(stage):
-                    console.print(f"[dim]- {stage}: done, skipped[/]")
+                    result(f"- {stage}: done, skipped")
                     continue
-                console.rule(f"[bold]{stage}")
+                stage_start(stage)
                 t0 = time.perf_counter()
                 info = getattr(self, f"stage_{stage}")() or {}
                 self._mark_done(stage, time.perf_counter() - t0, **info)
+                stage_done(stage, info, self.dir)
                 gc.collect()
         finally:
             self.close()
