@@ -455,7 +455,7 @@ class Pipeline:
             console.print("[yellow]score_rl: no RL items; the model is unchanged.[/]")
             return {"model": base, "trained": False, "n_items": 0}
         model_dir = run_rl_stage(self.resolve_model(base), items, self.cfg.rl, self.stage_dir("score_rl"),
-                                 self.tools_for, None, pool=self.pool, progress="RL updates")
+                                 self.tools_for, None, pool=self.pool, progress="RL rollouts")
         self._tensorboard_rl()
         kinds: dict[str, int] = {}
         for it in items:

@@ -77,3 +77,22 @@ def test_configure_routes_warnings_and_library_logs_to_the_run_log(tmp_path, cap
     err = capfd.readouterr().err
     assert "shown when verbose" in err and "chatter when verbose" in err
     assert "shown when verbose" in path.read_text()
+
+
+def test_bars_of_one_stage_with_one_label_are_one_bar(monkeypatch):
+    from score_distill.utils import progress
+
+    monkeypatch.setenv("SCORE_DISTILL_PROGRESS", "1")
+    progress.begin_stage("score_rl")
+    try:
+        for _update in range(3):
+            with progress.progress_bar(4, "RL rollouts") as bar:
+                bar.advance(4)
+        with progress.progress_bar(2, "other") as bar:
+            bar.advance(1)
+        p = progress._stage["progress"]
+        by_label = {t.description: (t.completed, t.total) for t in p.tasks}
+    finally:
+        progress.end_stage()
+    assert by_label == {"RL rollouts": (12, 12), "other": (1, 2)}
+    assert progress._stage["progress"] is None
