@@ -162,6 +162,9 @@ def configure(run_dir: str | Path, *, verbose: bool = False) -> Path:
 
 def reset() -> None:
     """Undo :func:`configure` (tests run several pipelines in one process)."""
+    from score_distill.utils.progress import end_stage
+
+    end_stage()  # a stage that raised leaves its bars live
     root = logging.getLogger()
     for h in _state["handlers"]:
         root.removeHandler(h)
