@@ -419,7 +419,11 @@ class OpenAIPolicy:
         msg = _error_message(e)
         detail = f"HTTP {code}: {msg}"
         low = msg.lower()
-        if mode in ("json_schema", "json_object") and (code in (400, 422) or any(w in low for w in _FORMAT_WORDS)):
+        # A bare 400/422 counts as a refused format only until the endpoint has accepted this mode once:
+        # after that, it is this request that is refused (too long a prompt...), not the format.
+        unproven = not self.endpoint.mode_settled or self.structured_output != "auto"
+        if mode in ("json_schema", "json_object") and (
+                any(w in low for w in _FORMAT_WORDS) or (code in (400, 422) and unproven)):
             return _FormatRefused(f"http_{code}", detail)
         if code == 429:
             return _Retryable("rate_limit", f"rate-limited ({detail})", _parse_retry_after(e.response.headers))
