@@ -256,8 +256,11 @@ class OpenAIPolicy:
     async def _ping_async(self) -> str | None:
         client = self._client()
         try:
-            page = await client.models.list()
+            # The client has no read timeout (see _client): a server that accepts and never answers is bounded here.
+            page = await asyncio.wait_for(client.models.list(), self.timeout_s)
             ids = [m.id for m in page.data]
+        except TimeoutError:
+            return f"{self.base_url}/models did not answer within {self.timeout_s:g}s"
         except openai.APIStatusError as e:
             return self._scrub(f"{self.base_url}/models answered HTTP {e.status_code}: {_error_message(e)}")
         except openai.APIError as e:
