@@ -103,6 +103,16 @@ def test_transient_fault_then_success(fault, cause, stream):
     assert pol.usage.retries[cause] == 2 and not pol.usage.failures
 
 
+def test_an_interrupted_stream_is_retried_and_named():
+    with FakeOpenAIServer(lambda r: "the whole answer here", faults=[Fault.interrupted()]) as srv:
+        pol = policy(srv, max_retries=0)
+        [c] = pol.generate([CHAT], PARAMS)
+        [c2] = pol.generate([CHAT], PARAMS)
+    assert c.error.startswith("bad_response: the server ended the reply stream before the reply was finished")
+    assert "--interrupt_requests false" in c.error
+    assert c2.text == "the whole answer here"
+
+
 def test_empty_content_is_an_answer_not_a_failure():
     with FakeOpenAIServer(lambda r: "x", faults=[Fault.empty()]) as srv:
         [c] = policy(srv).generate([CHAT], PARAMS)

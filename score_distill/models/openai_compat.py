@@ -461,6 +461,12 @@ class OpenAIPolicy:
                 finish = getattr(ch, "finish_reason", None) or finish
         if not saw_choice:
             raise _Retryable("bad_response", "the reply stream had no 'choices'")
+        if finish is None:
+            # llama-cpp-python ends a streamed reply this way when another request waits for its one slot
+            # (its default --interrupt_requests): the text is a cut-off prefix, not an answer.
+            raise _Retryable("bad_response", "the server ended the reply stream before the reply was finished (no "
+                             "finish_reason); a llama-cpp-python server does this while another request waits: "
+                             "start it with --interrupt_requests false, or set max_concurrency to 1")
         comp = Completion(text="".join(parts), finish_reason="length" if finish == "length" else "stop")
         if usage is not None:
             comp.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)

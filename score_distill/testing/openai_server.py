@@ -38,7 +38,9 @@ order before the responder is asked; the responder may also return a Fault. Kind
 * ``Fault.malformed()``: 200 with a body that is not JSON;
 * ``Fault.truncated()``: 200 with a JSON body cut in the middle (complete HTTP message);
 * ``Fault.empty()``: 200 with ``content: ""``;
-* ``Fault.no_choices()``: 200 with valid JSON that lacks ``choices`` (wrong schema).
+* ``Fault.no_choices()``: 200 with valid JSON that lacks ``choices`` (wrong schema);
+* ``Fault.interrupted()``: streamed, half the words then ``[DONE]`` with no ``finish_reason`` (what
+  llama-cpp-python sends when another request waits for its slot); whole replies are not affected.
 
 Streamed, ``malformed`` sends an event whose data is not JSON, ``truncated`` breaks the connection
 half-way through the events, ``no_choices`` sends chunks without ``choices``. A delay ends early when
@@ -66,7 +68,7 @@ Responder = Callable[[dict], "str | Fault"]
 class Fault:
     """One misbehaviour for one request. Build with the class methods."""
 
-    kind: str  # delay | reset | status | malformed | truncated | empty | no_choices
+    kind: str  # delay | reset | status | malformed | truncated | empty | no_choices | interrupted
     seconds: float = 0.0
     status_code: int = 500
     retry_after: float | None = None
@@ -101,6 +103,10 @@ class Fault:
     @classmethod
     def no_choices(cls) -> Fault:
         return cls("no_choices")
+
+    @classmethod
+    def interrupted(cls) -> Fault:
+        return cls("interrupted")
 
 
 @dataclass
@@ -245,7 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
                 elif self._wait(srv.token_delay * _count_tokens(str(result))):
                     self._send_json(200, self._completion(req, str(result)))
                 return
-        if req.get("stream") and fault.kind in ("malformed", "truncated", "empty", "no_choices"):
+        if fault.kind == "interrupted" and not req.get("stream"):
+            self._send_json(200, self._completion(req, str(srv.responder(req))))
+            return
+        if req.get("stream") and fault.kind in ("malformed", "truncated", "empty", "no_choices", "interrupted"):
             self._stream(req, "" if fault.kind == "empty" else "this answer was cut", fault.kind)
             return
 
@@ -300,6 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         events.append(json.dumps(choice({}, "stop")))
         if fault == "no_choices":
             events = [json.dumps({**head, "note": "no choices here"})]
+        if fault == "interrupted":
+            events = events[: 1 + len(pieces) // 2]
         if (req.get("stream_options") or {}).get("include_usage"):
             prompt = " ".join(str(m.get("content", "")) for m in req.get("messages", []) if isinstance(m, dict))
             pt, ct = _count_tokens(prompt), _count_tokens(text)

@@ -59,11 +59,13 @@ class LlamaCppServer:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log = log
-        # One slot (llama-cpp-python serves one request at a time), chatml (SmolLM2's template), a context long
-        # enough for the reviewer's prompt.
+        # llama-cpp-python serves one request at a time; by default it cuts a streamed reply short when another
+        # request waits (interrupt_requests), so a client with more than one request in flight needs it off.
+        # chatml is SmolLM2's template; the context is long enough for the reviewer's prompt.
         self.cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
                     "--host", "127.0.0.1", "--port", str(self.port), "--model_alias", MODEL_ALIAS,
-                    "--chat_format", "chatml", "--n_ctx", "8192", "--n_threads", "2"]
+                    "--chat_format", "chatml", "--n_ctx", "8192", "--n_threads", "2",
+                    "--interrupt_requests", "false"]
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait_s: float = 180.0) -> LlamaCppServer:
