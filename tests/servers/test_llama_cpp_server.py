@@ -82,10 +82,11 @@ def test_as_the_student_of_score_distill_eval(llama_server, tmp_path, capsys):
 def test_as_the_teacher_of_a_tiny_run(llama_server, tmp_path, capsys):
     before = _hang_ups(llama_server.log_text())
     run_dir = tmp_path / "run"
+    # 5 math tasks: 1 solved by the teacher for BC (seed 0's hash split), 4 through MPS.
     code = main(["run", "--preset", "tiny", "--out", str(run_dir), "teacher.kind=llm",
                  f"teacher.base_url={llama_server.base_url}", f"teacher.model={MODEL}",
                  "teacher.max_concurrency=2", "teacher.timeout_s=120", "teacher.max_retries=1",
-                 "tasks.suites=[math]", "tasks.n_train=4", "tasks.n_eval=2", "mps.max_corrections=1"])
+                 "tasks.suites=[math]", "tasks.n_train=5", "tasks.n_eval=2", "mps.max_corrections=1"])
     err = capsys.readouterr().err
     assert code == 0, err[-4000:]
     assert "structured output mode json_object" in err  # the run log says how verdicts are asked for
