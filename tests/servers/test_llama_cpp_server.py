@@ -15,6 +15,7 @@ import pytest
 
 from score_distill.cli import main
 from score_distill.models.base import SamplingParams
+from score_distill.models.endpoints import forget_endpoint
 from score_distill.models.openai_compat import OpenAIPolicy
 from score_distill.stages.mps import FAILED, TRANSIENT_CAUSES
 from score_distill.teachers import prompts
@@ -81,6 +82,7 @@ def test_as_the_student_of_score_distill_eval(llama_server, tmp_path, capsys):
 
 def test_as_the_teacher_of_a_tiny_run(llama_server, tmp_path, capsys, caplog):
     before = _hang_ups(llama_server.log_text())
+    forget_endpoint(llama_server.base_url)  # as in a new process: the run negotiates the format itself
     run_dir = tmp_path / "run"
     # 5 math tasks: 1 solved by the teacher for BC (seed 0's hash split), 4 through MPS.
     code = main(["run", "--preset", "tiny", "--out", str(run_dir), "teacher.kind=llm",
