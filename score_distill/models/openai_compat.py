@@ -199,7 +199,8 @@ class OpenAIPolicy:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if structured_output != "auto" and structured_output not in STRUCTURED_MODES:
-            raise ValueError(f"structured_output must be 'auto' or one of {STRUCTURED_MODES}, got {structured_output!r}")
+            raise ValueError(f"structured_output must be 'auto' or one of {STRUCTURED_MODES}, "
+                             f"got {structured_output!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env

@@ -314,8 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (req.get("stream_options") or {}).get("include_usage"):
             prompt = " ".join(str(m.get("content", "")) for m in req.get("messages", []) if isinstance(m, dict))
             pt, ct = _count_tokens(prompt), _count_tokens(text)
-            events.append(json.dumps({**head, "choices": [],
-                                      "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}}))
+            usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+            events.append(json.dumps({**head, "choices": [], "usage": usage}))
         events.append("[DONE]")
         if fault == "malformed":
             events.insert(1, "<html>502 Bad Gateway</html> not json {")
