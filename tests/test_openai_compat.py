@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -365,6 +366,17 @@ def test_ping():
         port = srv.port
     down = OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", api_key_env=KEY_ENV, timeout_s=1).ping()
     assert down and "unreachable" in down and SECRET not in down
+
+
+def test_ping_is_bounded_by_the_timeout():
+    """A server that accepts the connection and never answers: the client has no read timeout of its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        t0 = time.monotonic()
+        err = OpenAIPolicy(f"http://127.0.0.1:{s.getsockname()[1]}/v1", "m", api_key_env=KEY_ENV, timeout_s=0.5).ping()
+        assert time.monotonic() - t0 < 5
+    assert err and "did not answer within 0.5s" in err
 
 
 def test_fake_server_default_echo_and_n_choices():
