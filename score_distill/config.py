@@ -43,9 +43,17 @@ class TeacherConfig(_Cfg):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     model: str | None = Field(None, description="Model name served by the endpoint.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    max_concurrency: int = Field(16, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0)
+    max_concurrency: int = Field(16, ge=1, description="Requests in flight to the endpoint at most, over all "
+                                 "stages and threads: its parallel slots (1 for a default llama.cpp server).")
+    timeout_s: float = Field(120.0, gt=0, description="Abandon a request (and retry it) only when the endpoint has "
+                             "sent nothing, no token on any request, for this long. Replies are streamed.")
+    max_retries: int = Field(3, ge=0, description="Retries of a request after a timeout, a dropped connection, "
+                             "HTTP 429 or 5xx; a request the server refuses is not retried.")
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+        "auto", description="How the reviewer's JSON is asked for: 'auto' tries response_format json_schema, then "
+        "json_object, then none (strict parsing), once per endpoint, from what the server accepts.")
+    stream: bool = Field(True, description="Stream replies (tokens show the endpoint is working); false for "
+                         "servers that cannot stream.")
     temperature: float = Field(0.3, ge=0, description="Sampling temperature of the teacher (reference: 0.9).")
     locator: Literal["judge", "rollout"] = Field(
         "judge", description="'judge': the teacher reads the trajectory; 'rollout': rollout-verified first error."

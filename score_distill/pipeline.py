@@ -412,12 +412,14 @@ class Pipeline:
         console.print(f"MPS: {stats['status']}")
         unreachable = [r for r in records if teacher_unreachable(r)]
         if unreachable and self.cfg.mps.retry_failed:
+            from score_distill.models.openai_compat import describe_transient
             from score_distill.user_errors import EndpointError
 
-            causes = collections.Counter(failure_cause(r.meta["failure"]) for r in unreachable)
+            causes = collections.Counter(failure_cause(r.meta["failure"]).split(": ")[-1] for r in unreachable)
             raise EndpointError(
-                f"MPS: {len(unreachable)} of {len(records)} tasks failed because the teacher could not be reached "
-                f"({', '.join(f'{c}: {n}' for c, n in causes.most_common())}). Every other record is kept in "
+                f"MPS: {len(unreachable)} of {len(records)} tasks failed because the teacher "
+                f"{describe_transient(causes)} (first: {unreachable[0].meta['failure'][:300]}). "
+                f"Every other record is kept in "
                 f"{out}. Fix the endpoint and run the same command again: only those tasks are redone "
                 "(or set mps.retry_failed=false to go on without them).")
         return {"stats": stats}
