@@ -15,7 +15,8 @@ console = Console(stderr=True)
 
 
 def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
-    trajs = solve_resumable(ctx.res.teacher, ctx.run.tasks("bc"), ctx.stage_dir("bc_init") / "teacher_trajectories.jsonl")
+    out = ctx.stage_dir("bc_init") / "teacher_trajectories.jsonl"
+    trajs = solve_resumable(ctx.res.teacher, ctx.run.tasks("bc"), out)
     kept = rejection_sample(trajs)
     console.print(f"teacher solved {len(kept)}/{len(trajs)} BC tasks correctly")
     info = train_sft(ctx, "bc_init", cfg.student.model, kept, cfg.bc.sft, config_key="bc.sft")
