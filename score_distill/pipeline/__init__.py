@@ -57,7 +57,7 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
     try:
         for stage in todo:
             enabled = stage.enabled(cfg)
-            if run.done(stage.name, enabled):
+            if run.done(stage.name, enabled) and not (stage.stale and stage.stale(ctx, cfg)):
                 console.print(f"[dim]- {stage.name}: done, skipped[/]")
                 continue
             if not enabled:

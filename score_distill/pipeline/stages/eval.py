@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def policy_model(ctx: Any, cfg: RunConfig, policy: str) -> str | None:
     return st.get("model") if st else None
 
 
+def missing_policies(ctx: Any, cfg: RunConfig) -> list[str]:
+    """Policies the eval stage would score now that its results do not hold (e.g. an arm switched on later)."""
+    path = ctx.stage_dir("eval") / "results.json"
+    have = set(json.loads(path.read_text())) if path.exists() else set()
+    return [p for p in policies(cfg) if p not in have and (p == "teacher" or policy_model(ctx, cfg, p))]
+
+
 def evaluate(ctx: Any, cfg: RunConfig, names: list[str], suites: dict[str, list[Task]], eval_dir: Path) -> dict:
     """Each policy of ``names`` on ``suites``, its files under ``eval_dir/<policy>``; finished files are reused.
     Merges into ``eval_dir/results.json`` (policies evaluated earlier keep their figures)."""
@@ -44,8 +52,14 @@ def evaluate(ctx: Any, cfg: RunConfig, names: list[str], suites: dict[str, list[
 
     seeds = cfg.eval.seeds
     results: dict[str, Any] = {}
+    times_p = eval_dir / "eval_seconds.json"  # per policy: the time of the evaluation that wrote its files
+    times = json.loads(times_p.read_text()) if times_p.exists() else {}
     for policy in names:
         out_dir = eval_dir / policy
+        t0 = time.perf_counter()
+        if policy not in times and all((out_dir / s).exists() for s in suites):
+            times[policy] = None  # evaluated before times were kept
+
         if policy == "teacher":
             teacher = ctx.res.teacher
 
@@ -55,6 +69,7 @@ def evaluate(ctx: Any, cfg: RunConfig, names: list[str], suites: dict[str, list[
             # A deterministic teacher (the oracle) gives the same trajectories for every seed.
             t_seeds = seeds if cfg.teacher.kind == "llm" else seeds[:1]
             results[policy] = evaluate_policy(run_teacher, suites, t_seeds, out_dir)
+            times.setdefault(policy, round(time.perf_counter() - t0, 2))
             continue
         model = policy_model(ctx, cfg, policy)
         if model is None:
@@ -68,6 +83,8 @@ def evaluate(ctx: Any, cfg: RunConfig, names: list[str], suites: dict[str, list[
                                  tools_for=ctx.res.tools_for, label=f"eval {_policy}")(jobs)
 
         results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir)
+        times.setdefault(policy, round(time.perf_counter() - t0, 2))
+        write_json(times_p, times)
         gc.collect()
     old = eval_dir / "results.json"
     if old.exists():
