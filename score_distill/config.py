@@ -95,8 +95,9 @@ class ScoreSFTConfig(_Cfg):
 
 
 class CompareConfig(_Cfg):
-    """The comparison's extra arms (``score-distill compare`` switches them on). Each is a pipeline stage of
-    the same name whose model the eval stage scores beside SCoRe's."""
+    """The comparison's extra arms: pipeline stages of these names, scored beside SCoRe (see ``compare``).
+
+    ``score-distill compare`` switches them on."""
 
     bc_equal_budget: bool = Field(False, description="BC on as many teacher trajectories as SCoRe's teacher budget "
                                   "(BC-init trajectories + MPS reviews and corrections) buys.")

@@ -39,14 +39,16 @@ console = Console(stderr=True)
 __all__ = ["STAGES", "STAGE_NAMES", "Pipeline", "RunContext", "RunDir", "config_changes", "run_pipeline"]
 
 
-def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | None = None) -> dict[str, Any]:
-    """Run the stages from ``from_stage`` to ``to_stage`` (all by default), skipping finished ones."""
-    for s in (from_stage, to_stage):
+def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | None = None, *,
+               only: list[str] | None = None) -> dict[str, Any]:
+    """Run the stages from ``from_stage`` to ``to_stage`` (all by default; with ``only``, those of them),
+    skipping finished ones."""
+    for s in (from_stage, to_stage, *(only or [])):
         if s is not None and s not in STAGE_NAMES:
             raise ConfigError(f"unknown stage '{s}' (stages: {', '.join(STAGE_NAMES)})")
     i0 = STAGE_NAMES.index(from_stage) if from_stage else 0
     i1 = STAGE_NAMES.index(to_stage) if to_stage else len(STAGES) - 1
-    todo = STAGES[i0 : i1 + 1]
+    todo = [s for s in STAGES[i0 : i1 + 1] if only is None or s.name in only]
     cfg, run = ctx.cfg, ctx.run
     run.write_manifest(cfg, ctx.preset)
     if from_stage:
@@ -82,8 +84,9 @@ class Pipeline:
         self.cfg, self.run_dir, self.res, self.preset = cfg, self.ctx.run, self.ctx.res, preset
         self.dir = self.run_dir.path
 
-    def run(self, from_stage: str | None = None, to_stage: str | None = None) -> dict[str, Any]:
-        return run_stages(self.ctx, from_stage, to_stage)
+    def run(self, from_stage: str | None = None, to_stage: str | None = None, *,
+            only: list[str] | None = None) -> dict[str, Any]:
+        return run_stages(self.ctx, from_stage, to_stage, only=only)
 
     def summary(self) -> dict[str, Any]:
         return summary(self.ctx)

@@ -15,8 +15,9 @@ from score_distill.utils.jsonl import append_jsonl, read_jsonl
 def baseline_teacher_trajectories(ctx: Any) -> list[Trajectory]:
     """The teacher's trajectories on every training task (resumable), in task order, in RUN/bc_baseline/."""
     path = ctx.stage_dir("bc_baseline") / "teacher_trajectories.jsonl"
-    if not path.exists():  # reuse the BC-init teacher trajectories: same teacher, same tasks
-        append_jsonl(path, read_jsonl(ctx.stage_dir("bc_init") / "teacher_trajectories.jsonl", Trajectory))
+    bc_init = ctx.stage_dir("bc_init") / "teacher_trajectories.jsonl"
+    if not path.exists() and bc_init.exists():  # reuse the BC-init teacher trajectories: same teacher, same tasks
+        append_jsonl(path, read_jsonl(bc_init, Trajectory))
     return solve_resumable(ctx.res.teacher, ctx.run.tasks("train"), path)
 
 
