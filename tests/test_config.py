@@ -81,9 +81,9 @@ def test_rl_rollout_settings_are_an_override_of_agent():
     rl = load_config(preset="tiny", overrides=["rl.agent.max_steps=4", "rl.agent.temperature=null"]).rl_config()
     assert rl.max_steps == 4 and rl.temperature == cfg.agent.sampling.temperature
     # The dumped config has no copies to disagree with.
-    from score_distill.config import dump_config
-
     import yaml
+
+    from score_distill.config import dump_config
 
     dumped = yaml.safe_load(dump_config(cfg))["rl"]
     assert not {"max_steps", "max_new_tokens", "max_live_episodes", "temperature"} & set(dumped)
