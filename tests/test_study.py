@@ -10,6 +10,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ten policies trained and evaluated three times over, on a shared CPU
 def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, benchmark_script):
     study = benchmark_script("distillation_study")
     out = tmp_path / "study"

@@ -81,7 +81,11 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         if not results_p.exists():
             return None
     else:
-        pipe.run()
+        # The stages up to the last one a wanted method needs (teacher and student_init: the tasks), then eval.
+        from score_distill.pipeline import STAGE_NAMES
+
+        last = max(STAGE_NAMES.index(m) if m in STAGE_NAMES else 0 for m in (methods or METHODS))
+        pipe.run(only=[*STAGE_NAMES[: last + 1], "eval", "report"])
         if eval_n is not None:
             try:
                 suites, _ = held_out_set(pipe.ctx, eval_n, eval_seed)
