@@ -12,7 +12,7 @@ def _record(**meta) -> Trajectory:
 def test_failure_record_from_reason_text():
     f = Failure.parse("locate: request failed: timeout: timed out after 60s (gave up after 3 tries)")
     assert (f.stage, f.cause, f.transient) == ("locate", "timeout", True)
-    assert f.detail.startswith("timed out") and f.label() == "locate: timeout"
+    assert f.detail.startswith("locate: request failed") and f.label() == "locate: timeout"
     f = Failure.parse("locate: step index 9 out of range 0..4")
     assert (f.stage, f.cause, f.transient) == ("locate", "step index out of range 0..4", False)
     assert Failure.parse("correct: bad format: no code block").label() == "correct: bad format"
@@ -21,9 +21,13 @@ def test_failure_record_from_reason_text():
 
 
 def test_typed_record_is_read_first_and_old_records_still_read():
-    typed = _record(mps_status="failed", failure="whatever text",
-                    failure_record={"stage": "correct", "cause": "connection", "detail": ""})
+    typed = _record(mps_status="failed", failure="correct: the endpoint went away",
+                    failure_record={"stage": "correct", "cause": "connection",
+                                    "detail": "correct: the endpoint went away"})
     assert teacher_unreachable(typed) and failure_cause(typed.meta) == "correct: connection"
+    # A record whose text was edited since (by hand) is read from its text.
+    edited = _record(**{**typed.meta, "failure": "locate: wrong schema: missing is_correct"})
+    assert not teacher_unreachable(edited) and failure_cause(edited.meta) == "locate: wrong schema"
     old = _record(mps_status="failed", failure="locate: request failed: server_error: 503")
     assert teacher_unreachable(old) and failure_cause(old.meta) == "locate: server_error"
     assert not teacher_unreachable(_record(mps_status="failed", failure="locate: wrong schema: missing is_correct"))

@@ -1,9 +1,10 @@
 """Typed outcomes of MPS: the final status of a task, and why a task failed.
 
 A failure is ``Failure(stage, cause, detail)``: where it failed (``locate``, ``correct``, ``generation``), a
-countable cause (``timeout``, ``bad format``, ``step index out of range``...) and the free text. Records keep
-it as ``meta["failure_record"]`` beside the readable ``meta["failure"]``; records written before the typed
-record existed are read by parsing their text once, here, and nowhere else.
+countable cause (``timeout``, ``bad format``, ``step index out of range``...) and the full reason text. Records
+keep it as ``meta["failure_record"]`` beside the readable ``meta["failure"]`` (the same text as ``detail``);
+records written before the typed record existed, or whose text was edited since, are read by parsing their
+text, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -52,20 +53,21 @@ class Failure:
         "locate: step index 9 out of range (1..4)" -> (locate, step index out of range, ...);
         "generation failed: timeout: ..." -> (generation, timeout, ...). Numbers, quoted values and
         parentheses are dropped from the cause so the same cause is counted once, whatever the task."""
-        parts = [p.strip() for p in str(reason).split(":")]
+        reason = str(reason)
+        parts = [p.strip() for p in reason.split(":")]
         if parts[0] in _TRANSPORT and len(parts) >= 2:
-            return cls("generation", parts[1], ": ".join(parts[2:]))
+            return cls("generation", parts[1], reason)
         if len(parts) >= 3 and parts[1] in _TRANSPORT:
-            return cls(parts[0], parts[2], ": ".join(parts[3:]))
+            return cls(parts[0], parts[2], reason)
         stage = _DETAIL.sub("", parts[0]).strip()
         cause = _DETAIL.sub("", parts[1]).strip() if len(parts) > 1 else ""
-        return cls(stage, cause or stage, str(reason)) if cause else cls("", stage, str(reason))
+        return cls(stage, cause, reason) if cause else cls("", stage, reason)
 
     @classmethod
     def of(cls, meta: dict[str, Any]) -> Failure | None:
         """The failure of a record's ``meta``: the typed record, or the old text parsed; None if it did not fail."""
         rec = meta.get("failure_record")
-        if isinstance(rec, dict):
+        if isinstance(rec, dict) and rec.get("detail") == meta.get("failure", rec.get("detail")):
             return cls(**rec)
         if meta.get("failure"):
             return cls.parse(meta["failure"])
