@@ -49,7 +49,8 @@ def run_size(args: argparse.Namespace, n: int, epochs: float | None) -> dict[str
         pipe.run(only=["tasks", "bc_baseline", "eval"])  # the BC baseline alone: no BC init, MPS or SCoRe
     results = json.loads(results_p.read_text())
     st = pipe.stage_state("bc_baseline") or {}
-    row: dict[str, Any] = {"h": h, "n_train": n, "epochs": cfg.bc_baseline.sft.epochs, "steps": sft_steps(pipe.ctx, "bc_baseline"),
+    row: dict[str, Any] = {"h": h, "n_train": n, "epochs": cfg.bc_baseline.sft.epochs,
+                           "steps": sft_steps(pipe.ctx, "bc_baseline"),
                            "retained": st.get("n_records"), "teacher_tokens": _tokens(st.get("teacher") or {}),
                            "train_seconds": st.get("seconds"), "final_loss": st.get("final_loss"),
                            "eval_seconds": (pipe.stage_state("eval") or {}).get("seconds"),

@@ -81,7 +81,8 @@ def mentor(ctx: RunContext, name: str, n: int, out: Path,
     if name == "bc_init" and fresh is None:  # the study's own MPS student on its own tasks: the run's records
         own = [r for r in read_jsonl(ctx.stage_dir("mps") / "trajectories.jsonl", Trajectory) if r.task.id in ids]
         if len(own) < len(tasks):
-            raise SystemExit(f"{ctx.run.path}/mps: {len(own)} of the first {n} MPS tasks recorded; finish the run's MPS")
+            raise SystemExit(f"{ctx.run.path}/mps: {len(own)} of the first {n} MPS tasks recorded; "
+                             "finish the run's MPS")
         return own, 0.0
     path = out / name / "trajectories.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
