@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 
-def _always(cfg: Any) -> bool:
+def always(cfg: Any) -> bool:
     return True
 
 
@@ -24,7 +24,7 @@ def _always(cfg: Any) -> bool:
 class Stage:
     name: str
     policy: bool = False  # it trains a policy, scored by the eval stage under the stage's name
-    enabled: Callable[[Any], bool] = _always
+    enabled: Callable[[Any], bool] = always
     stale: Callable[[Any, Any], bool] | None = None  # (ctx, cfg) -> done, but owed again
 
 

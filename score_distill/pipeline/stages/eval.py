@@ -24,10 +24,11 @@ console = Console(stderr=True)
 
 
 def policies(cfg: RunConfig) -> list[str]:
-    from score_distill.pipeline.stages import STAGES
+    """``eval.policies``, then every comparison arm switched on (a stage with a configuration switch)."""
+    from score_distill.pipeline.stages import STAGES, always
 
-    arms = [s.name for s in STAGES if s.policy and s.name not in cfg.eval.policies and s.enabled(cfg)]
-    return [*cfg.eval.policies, *arms]
+    arms = [s.name for s in STAGES if s.policy and s.enabled is not always and s.enabled(cfg)]
+    return [*cfg.eval.policies, *(a for a in arms if a not in cfg.eval.policies)]
 
 
 def policy_model(ctx: Any, cfg: RunConfig, policy: str) -> str | None:
