@@ -72,7 +72,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def _suites(row: dict[str, Any]) -> list[str]:
-    return [k for k, v in row.items() if isinstance(v, dict)]
+    return [k for k, v in row.items() if isinstance(v, dict) and k != "compute"]
 
 
 def report(rows: list[dict[str, Any]], out: Path) -> None:
