@@ -29,6 +29,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     if path.exists():
         return str(path)
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
-        raise FileNotFoundError(f"model folder not found: {name} (give a local folder, 'smollm2-135m', 'tiny' "
-                                "or a hub id such as 'org/name')")
+        raise FileNotFoundError(f"model path {name!r} is not a folder with a saved model (give a local folder, "
+                                "'smollm2-135m', 'tiny' or a hub id such as 'org/name')")
     return name
