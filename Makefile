@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 ARGS ?=
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench test-servers
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -22,3 +22,12 @@ test: install
 
 lint:
 	$(PYTHON) -m ruff check score_distill tests benchmarks
+
+# Tests against a real OpenAI-compatible server (docs/endpoints.md): llama-cpp-python's, built for this CPU only
+# (no multimodal library, no BLAS, no tools), which compiles in several minutes; then the tests marked servers.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_BLAS=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+test-servers: install
+	$(PYTHON) -c "import llama_cpp.server.app" 2>/dev/null || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -c constraints.txt "llama-cpp-python[server]>=0.3"
+	$(PYTHON) -m pytest -q -m servers tests/servers $(ARGS)

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from score_distill.pipeline import STAGES
+from score_distill.pipeline import STAGE_NAMES as STAGES
 from score_distill.utils.jsonl import append_jsonl, iter_json_lines
 
 # Small enough for ~20 trials in an hour on 2 cores; every stage still runs and resumes.

@@ -19,70 +19,46 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline
-from score_distill.trajectory import Task
-from score_distill.utils.jsonl import read_jsonl, write_json
+from score_distill.pipeline.bc_arms import sft_steps
+from score_distill.utils.jsonl import write_json
 
 
 def run_size(args: argparse.Namespace, n: int, epochs: float | None) -> dict[str, Any] | None:
     """Teacher trajectories, BC and evaluation for one data size and epoch count (None: the
-    configuration's); each step is skipped when its result is on disk."""
-    from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
-
+    configuration's): the pipeline's tasks, bc_baseline and eval stages, each skipped when done."""
     h = args.horizon
     if epochs == args.default_epochs:
         epochs = None  # the configuration's own: run folder H<h>-N<n>, no suffix
     over = [*args.overrides, f"tasks.horizons=[{h}]", f"tasks.n_train={n}", f"tasks.n_eval={args.n_eval}",
             f"tasks.eval_seed={args.eval_seed}", f"agent.max_steps={max(h + 3, 6)}", "eval.policies=[bc_baseline]"]
+    tag = f"H{h}-N{n}" + (f"-E{epochs:g}" if epochs is not None else "")
+    over.append(f"name=data-scaling-{tag}")
     if epochs is not None:
         over.append(f"bc_baseline.sft.epochs={epochs}")
     cfg = load_config(args.config, over, preset=args.preset)
-    tag = f"H{h}-N{n}" + (f"-E{epochs:g}" if epochs is not None else "")
-    cfg.name = f"data-scaling-{tag}"
     pipe = Pipeline(cfg, args.out / tag, preset=args.preset)
     results_p = pipe.stage_dir("eval") / "results.json"
     if args.report_only and not results_p.exists():
         return None
     if not args.report_only:
-        try:
-            pipe.run(to_stage="tasks")
-            if not pipe.stage_state("bc_baseline"):
-                train = read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)
-                trajs = solve_resumable(pipe.teacher, train,
-                                        pipe.stage_dir("bc_baseline") / "teacher_trajectories.jsonl")
-                t0 = time.perf_counter()
-                info = pipe.train_sft("bc_baseline", cfg.student.model, rejection_sample(trajs),
-                                      cfg.bc_baseline.sft)
-                write_json(pipe.stage_dir("bc_baseline") / "stage.json",
-                           {"status": "done", "seconds": round(time.perf_counter() - t0, 2), **info,
-                            "teacher": teacher_cost(trajs)})
-            if not results_p.exists():
-                t0 = time.perf_counter()
-                pipe.stage_eval()
-                write_json(pipe.stage_dir("eval") / "eval_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
-        finally:
-            pipe.close()
+        pipe.run(only=["tasks", "bc_baseline", "eval"])  # the BC baseline alone: no BC init, MPS or SCoRe
     results = json.loads(results_p.read_text())
     st = pipe.stage_state("bc_baseline") or {}
-    trained = pipe.stage_dir("bc_baseline") / "train" / "train_result.json"
     row: dict[str, Any] = {"h": h, "n_train": n, "epochs": cfg.bc_baseline.sft.epochs,
-                           "steps": json.loads(trained.read_text())["steps"] if trained.exists() else None,
+                           "steps": sft_steps(pipe.ctx, "bc_baseline"),
                            "retained": st.get("n_records"), "teacher_tokens": _tokens(st.get("teacher") or {}),
                            "train_seconds": st.get("seconds"), "final_loss": st.get("final_loss"),
-                           "eval_seconds": _seconds(pipe.stage_dir("eval") / "eval_seconds.json")}
+                           "eval_seconds": (pipe.stage_state("eval") or {}).get("seconds"),
+                           "compute": st.get("compute")}
     for suite, m in results["bc_baseline"].items():
         row[suite] = {k: m.get(k) for k in ("success_mean", "progress", "format_error_rate", "finished_rate",
                                             "mean_steps", "n_tasks")}
     return row
-
-
-def _seconds(path: Path) -> float | None:
-    return json.loads(path.read_text())["seconds"] if path.exists() else None
 
 
 def _tokens(cost: dict[str, Any]) -> int | None:
@@ -96,7 +72,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def _suites(row: dict[str, Any]) -> list[str]:
-    return [k for k, v in row.items() if isinstance(v, dict)]
+    return [k for k, v in row.items() if isinstance(v, dict) and k != "compute"]
 
 
 def report(rows: list[dict[str, Any]], out: Path) -> None:

@@ -30,72 +30,71 @@ from pathlib import Path
 from typing import Any
 
 from score_distill.config import load_config
-from score_distill.pipeline import Pipeline, _git_revision, _machine
+from score_distill.pipeline import RunContext
+from score_distill.pipeline.run_dir import git_revision, machine
 from score_distill.stages.mps import cost_breakdown, mps_statistics
 from score_distill.stages.mps import ratio_at as predicted_ratio
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl, write_json, write_jsonl
 
 
-def open_run(run_dir: Path) -> Pipeline:
+def open_run(run_dir: Path) -> RunContext:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     cfg = load_config(str(run_dir / "config.yaml"), [], preset=manifest.get("preset", "default"))
-    return Pipeline(cfg, run_dir, preset=manifest.get("preset", "default"))
+    return RunContext.open(cfg, run_dir, manifest.get("preset", "default"))
 
 
-def student_model(pipe: Pipeline, name: str) -> str:
-    # A pipeline policy, or one the study trained outside the stage list (equal-budget BC, the ablations).
-    model = pipe.policy_model(name) or (pipe.stage_state(name) or {}).get("model")
+def student_model(ctx: RunContext, name: str) -> str:
+    from score_distill.pipeline.stages.eval import policy_model
+
+    model = policy_model(ctx, ctx.cfg, name)
     if not model:
-        raise SystemExit(f"{pipe.dir}: no trained model for student '{name}' (stage.json of its stage has none)")
+        raise SystemExit(f"{ctx.run.path}: no trained model for student '{name}' (stage.json of its stage has none)")
     return model
 
 
-def fresh_tasks(pipe: Pipeline, n: int, seed: int, out: Path) -> list[Task]:
+def fresh_tasks(ctx: RunContext, n: int, seed: int, out: Path) -> list[Task]:
     """``n`` tasks per suite and horizon of training stream ``seed`` that no policy of the run trained on (a
     student that trained on a task's demonstration may recall it, not solve it); fixed the first time."""
-    from score_distill.tasks.contamination import dedupe_against_eval
-    from score_distill.tasks.registry import make_tasks
+    from score_distill.compare.held_out import trained_on
+    from score_distill.tasks.task_set import task_set
 
     path = out / "tasks.jsonl"
     if not path.exists():
-        tasks = [t for suite in pipe.cfg.tasks.suites for h in pipe.cfg.tasks.horizons
-                 for t in make_tasks(suite, n, h, seed, split="train")]
-        trained = read_jsonl(pipe.stage_dir("tasks") / "train.jsonl", Task)
-        extra = pipe.stage_dir("bc_equal_budget") / "extra_teacher_trajectories.jsonl"  # the study's further tasks
-        trained += [t.task for t in read_jsonl(extra, Trajectory)] if extra.exists() else []
-        kept, _ = dedupe_against_eval(tasks, trained)
+        tc = ctx.cfg.tasks
+        kept, _ = task_set(tc.suites, tc.horizons, n, seed, "train", against=trained_on(ctx))
         if not kept:
-            raise SystemExit(f"--fresh-seed {seed}: every task of that stream is a training task of {pipe.dir}")
+            raise SystemExit(f"--fresh-seed {seed}: every task of that stream is a training task of {ctx.run.path}")
         out.mkdir(parents=True, exist_ok=True)
         write_jsonl(path, kept)
     return read_jsonl(path, Task)
 
 
-def mentor(pipe: Pipeline, name: str, n: int, out: Path,
+def mentor(ctx: RunContext, name: str, n: int, out: Path,
            fresh: list[Task] | None = None) -> tuple[list[Trajectory], float]:
     """MPS records of student ``name`` on the run's first ``n`` MPS tasks, or on ``fresh`` tasks (resumable),
     and the seconds spent."""
     from score_distill.stages.mps import run_mps
 
-    tasks = pipe._tasks("mps")[:n] if fresh is None else fresh
+    tasks = ctx.run.tasks("mps")[:n] if fresh is None else fresh
     ids = {t.id for t in tasks}
     if name == "bc_init" and fresh is None:  # the study's own MPS student on its own tasks: the run's records
-        own = [r for r in read_jsonl(pipe.stage_dir("mps") / "trajectories.jsonl", Trajectory) if r.task.id in ids]
+        own = [r for r in read_jsonl(ctx.stage_dir("mps") / "trajectories.jsonl", Trajectory) if r.task.id in ids]
         if len(own) < len(tasks):
-            raise SystemExit(f"{pipe.dir}/mps: {len(own)} of the first {n} MPS tasks recorded; finish the run's MPS")
+            raise SystemExit(f"{ctx.run.path}/mps: {len(own)} of the first {n} MPS tasks recorded; "
+                             "finish the run's MPS")
         return own, 0.0
     path = out / name / "trajectories.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    student = pipe.load_policy(student_model(pipe, name), name)
+    student = ctx.res.load_policy(student_model(ctx, name), name)
     try:
-        records = run_mps(student, pipe.teacher, tasks, pipe.pool, pipe.cfg.agent, pipe.cfg.mps, path,
-                          seed=pipe.cfg.seed, tools_for=pipe.tools_for,
+        records = run_mps(student, ctx.res.teacher, tasks, ctx.res.pool, ctx.cfg.agent, ctx.cfg.mps, path,
+                          seed=ctx.cfg.seed, tools_for=ctx.res.tools_for,
                           on_chunk=lambda i, k: print(f"   {name}: MPS chunk {i}/{k} written", file=sys.stderr))
     finally:
         del student
-        pipe.close()
+        ctx.res.close()
     return records, time.perf_counter() - t0
 
 
@@ -151,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not (args.run / "manifest.json").exists():
         ap.error(f"--run {args.run}: no manifest.json (not a pipeline run folder)")
-    pipe = open_run(args.run)
-    bc = (pipe.stage_state("bc_baseline") or {}).get("teacher", {}).get("per_retained")
+    ctx = open_run(args.run)
+    bc = (ctx.run.state("bc_baseline") or {}).get("teacher", {}).get("per_retained")
     if not bc:
         ap.error(f"--run {args.run}: the BC baseline's teacher cost is not recorded (bc_baseline/stage.json)")
     setup = {"run": str(args.run), "n": args.n, "fresh_seed": args.fresh_seed}
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--out {args.out} holds records of another setup ({setup_p.read_text().strip()}); use another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(setup_p, setup)
-    fresh = None if args.fresh_seed is None else fresh_tasks(pipe, args.n, args.fresh_seed, args.out)
+    fresh = None if args.fresh_seed is None else fresh_tasks(ctx, args.n, args.fresh_seed, args.out)
     names = [s.strip() for s in args.students.split(",") if s.strip()]
     if "bc_init" not in names:
         names.insert(0, "bc_init")  # the prediction is made from it
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             records, seconds = read_jsonl(path, Trajectory), 0.0
         else:
-            records, seconds = mentor(pipe, name, args.n, args.out, fresh)
+            records, seconds = mentor(ctx, name, args.n, args.out, fresh)
         rows.append(summarise(name, records, bc, seconds))
     where = (f"the first {args.n} MPS tasks of {args.run}" if fresh is None else
              f"{len(fresh)} tasks of training stream {args.fresh_seed} no policy of {args.run} trained on")
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "mps_cost.json", {**setup, "n_tasks": len(fresh) if fresh else args.n, "bc_per_retained": bc,
                                             "students": rows, "command": sys.argv,
                                             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                            "git_revision": _git_revision(), "machine": _machine()})
+                                            "git_revision": git_revision(), "machine": machine()})
     plot(rows, base, bc, args.out / "mps_cost.png")
     print(f"wrote {args.out / 'mps_cost.json'} and {args.out / 'mps_cost.png'}")
     return 0

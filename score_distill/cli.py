@@ -1,6 +1,7 @@
 """The ``score-distill`` command line.
 
     score-distill run [--preset default|tiny|paper] [--config FILE] [key=value ...] [--out DIR] [--from S] [--to S]
+    score-distill compare [--preset ...] [--config FILE] --horizons 2,4 --seeds 0,1,2 [--eval-n 100] [--out DIR]
     score-distill eval --model PATH|NAME|--endpoint URL --model-name M [--suite math@H4 ...] [--benchmark aime24 ...]
     score-distill report RUN_DIR
     score-distill sandbox FILE.py
@@ -62,6 +63,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from score_distill.compare.study import run_study
+
+    return run_study(args)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from score_distill.config import dump_config
 
@@ -86,12 +93,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         import json
 
         from score_distill.config import RunConfig
-        from score_distill.pipeline import Pipeline
+        from score_distill.pipeline import RunContext
+        from score_distill.pipeline.summary import summary
         from score_distill.utils.jsonl import write_json
 
         manifest = json.loads((run_dir / "manifest.json").read_text())
         cfg = RunConfig.model_validate(manifest["config"])
-        write_json(run_dir / "summary.json", Pipeline(cfg, run_dir, preset=manifest.get("preset", "?")).summary())
+        write_json(run_dir / "summary.json", summary(RunContext.open(cfg, run_dir, manifest.get("preset", "?"))))
     path = write_report(run_dir)
     console.print(f"report: [bold]{escape(str(path))}[/]")
     return 0
@@ -138,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(always in RUN/run.log)")
     r.set_defaults(fn=cmd_run)
 
+    cmp = sub.add_parser("compare", help="is SCoRe worth it on my tasks? SCoRe against BC at equal teacher budget and "
+                         "equal training compute, over seeds and horizons, with task-level statistics")
+    from score_distill.compare.study import add_arguments
+
+    add_arguments(cmp)
+    cmp.set_defaults(fn=cmd_compare, out="runs/compare")
+
     c = sub.add_parser("config", help="print the resolved configuration")
     _add_config_args(c)
     c.add_argument("--reference", action="store_true", help="print the Markdown reference of every key")
@@ -149,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     e.add_argument("--model-name", help="served model name (with --endpoint)")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    from score_distill.evaluate_cli import add_endpoint_args
+
+    add_endpoint_args(e)
     e.add_argument("--suite", action="append", default=[], help="built-in suite as NAME@H<horizon>, e.g. math@H4")
     e.add_argument("--benchmark", action="append", default=[], help="paper benchmark name (aime24, hqa...) or JSONL path")
     e.add_argument("--n", type=int, default=20, help="tasks per built-in suite / cap per benchmark")

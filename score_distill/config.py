@@ -8,12 +8,13 @@ the key and the file, never silently ignored.
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from score_distill.agent.loop import AgentConfig
 from score_distill.rl.config import RLConfig
@@ -43,9 +44,17 @@ class TeacherConfig(_Cfg):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     model: str | None = Field(None, description="Model name served by the endpoint.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    max_concurrency: int = Field(16, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0)
+    max_concurrency: int = Field(16, ge=1, description="Requests in flight to the endpoint at most, over all "
+                                 "stages and threads: its parallel slots (1 for a default llama.cpp server).")
+    timeout_s: float = Field(120.0, gt=0, description="Abandon a request (and retry it) only when the endpoint has "
+                             "sent nothing, no token on any request, for this long. Replies are streamed.")
+    max_retries: int = Field(3, ge=0, description="Retries of a request after a timeout, a dropped connection, "
+                             "HTTP 429 or 5xx; a request the server refuses is not retried.")
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+        "auto", description="How the reviewer's JSON is asked for: 'auto' tries response_format json_schema, then "
+        "json_object, then none (strict parsing), once per endpoint, from what the server accepts.")
+    stream: bool = Field(True, description="Stream replies (tokens show the endpoint is working); false for "
+                         "servers that cannot stream.")
     temperature: float = Field(0.3, ge=0, description="Sampling temperature of the teacher (reference: 0.9).")
     locator: Literal["judge", "rollout"] = Field(
         "judge", description="'judge': the teacher reads the trajectory; 'rollout': rollout-verified first error."
@@ -93,6 +102,58 @@ class ScoreSFTConfig(_Cfg):
     sft: SFTConfig = Field(default_factory=SFTConfig)
 
 
+class CompareConfig(_Cfg):
+    """The comparison's extra arms: pipeline stages of these names, scored beside SCoRe (see ``compare``).
+
+    ``score-distill compare`` switches them on."""
+
+    bc_equal_budget: bool = Field(False, description="BC on as many teacher trajectories as SCoRe's teacher budget "
+                                  "(BC-init trajectories + MPS reviews and corrections) buys.")
+    bc_continued: bool = Field(False, description="BC init's model trained further, as many SFT steps as SCoRe-SFT, "
+                               "on the teacher's full trajectories: same start and steps as SCoRe-SFT, other data.")
+    rl_sparse_reward: bool = Field(False, description="SCoRe-RL ablation: outcome reward only.")
+    rl_long_horizon: bool = Field(False, description="SCoRe-RL ablation: rollouts from the task, not the prefix.")
+    match_compute: bool = Field(False, description="The BC baseline and equal-budget BC train as many SFT optimizer "
+                                "steps as BC init + SCoRe-SFT together (their own batch and max_length settings).")
+
+
+class RLAgentOverride(_Cfg):
+    """What RL rollouts change of ``agent`` (None: the agent's value). RL samples plainly (no repetition
+    penalty) at its own temperature so that the sampled tokens follow the policy whose ratio is taken."""
+
+    max_steps: int | None = Field(None, ge=1, description="Turn limit of a rollout, the prefix included.")
+    max_new_tokens: int | None = Field(None, ge=1, description="Token limit for one step.")
+    max_live_episodes: int | None = Field(None, ge=1, description="Rollouts alive at once.")
+    temperature: float | None = Field(1.0, ge=0, description="Sampling temperature of rollouts.")
+
+
+# RLConfig's own copies of agent settings: in a run configuration they come from ``agent`` + ``rl.agent``.
+RL_AGENT_FIELDS = ("max_steps", "max_new_tokens", "max_live_episodes", "temperature")
+
+
+class RunRLConfig(RLConfig):
+    """``rl`` of a run: RLConfig whose rollout settings are an override of ``agent`` (``rl.agent``), not copies."""
+
+    agent: RLAgentOverride = Field(default_factory=RLAgentOverride)
+    # Deprecated spellings, still read: moved into ``rl.agent`` with a warning; never written.
+    max_steps: int | None = Field(None, exclude=True, description="Deprecated: rl.agent.max_steps.")
+    max_new_tokens: int | None = Field(None, exclude=True, description="Deprecated: rl.agent.max_new_tokens.")
+    max_live_episodes: int | None = Field(None, exclude=True, description="Deprecated: rl.agent.max_live_episodes.")
+    temperature: float | None = Field(None, exclude=True, description="Deprecated: rl.agent.temperature.")
+
+    @model_validator(mode="after")
+    def _move_deprecated(self) -> RunRLConfig:
+        for name in RL_AGENT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                warnings.warn(f"config key 'rl.{name}' is deprecated: RL's rollout settings are an override of "
+                              f"'agent'; write 'rl.agent.{name}' (or set 'agent.{name}' for every stage)",
+                              FutureWarning, stacklevel=2)
+                setattr(self.agent, name, value)
+                object.__setattr__(self, name, None)
+        return self
+
+
 class TrackingConfig(_Cfg):
     tensorboard: bool = True
     wandb: bool = False
@@ -113,9 +174,33 @@ class RunConfig(_Cfg):
     mps: MPSConfig = Field(default_factory=MPSConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     score_sft: ScoreSFTConfig = Field(default_factory=ScoreSFTConfig)
-    rl: RLConfig = Field(default_factory=RLConfig)
+    rl: RunRLConfig = Field(default_factory=RunRLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _one_system_prompt(self) -> RunConfig:
+        # One system prompt per task kind (agent/format.py's, from the task's tools) for MPS, SFT, RL and
+        # evaluation: a per-stage override made the stages train and test the student on different prompts.
+        for key, value in (("agent.system_prompt", self.agent.system_prompt),
+                           ("bc.sft.system_prompt", self.bc.sft.system_prompt),
+                           ("bc_baseline.sft.system_prompt", self.bc_baseline.sft.system_prompt),
+                           ("score_sft.sft.system_prompt", self.score_sft.sft.system_prompt)):
+            if value is not None:
+                raise ValueError(f"{key} is no longer supported: every stage uses the task kind's system prompt "
+                                 "(score_distill.agent.format.system_prompt of the task's tools)")
+        return self
+
+    def rl_config(self) -> RLConfig:
+        """The RL stage's settings: ``rl`` with the agent's rollout settings, overridden by ``rl.agent``."""
+        over = self.rl.agent
+        data = self.rl.model_dump(exclude={"agent"})
+        data.update(max_steps=over.max_steps or self.agent.max_steps,
+                    max_new_tokens=over.max_new_tokens or self.agent.max_new_tokens,
+                    max_live_episodes=over.max_live_episodes or self.agent.max_live_episodes,
+                    temperature=self.agent.sampling.temperature if over.temperature is None else over.temperature)
+        return RLConfig.model_validate(data)
 
 
 PRESETS = ("default", "tiny", "paper")
@@ -179,6 +264,8 @@ def _explain(e: ValidationError, sources: list[str]) -> str:
     where = " + ".join(sources)
     if err["type"] == "extra_forbidden":
         return f"unknown config key '{loc}' (from {where})"
+    if not loc:  # a rule across keys (RunConfig's validators): its message names the keys
+        return f"{err['msg'].removeprefix('Value error, ')} (from {where})"
     got = err.get("input")
     got_s = "" if isinstance(got, dict) else f" (got {got!r})"
     more = f"; and {len(e.errors()) - 1} more problem(s)" if len(e.errors()) > 1 else ""

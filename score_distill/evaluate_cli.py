@@ -1,4 +1,6 @@
-"""``score-distill eval``: any policy (local model, checkpoint, endpoint) on built-in suites and paper benchmarks."""
+"""``score-distill eval``: any policy (local model, checkpoint, endpoint) on built-in suites and paper benchmarks.
+
+Kept light at import (the CLI's parser imports it): heavy modules are imported where used."""
 
 from __future__ import annotations
 
@@ -8,12 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from score_distill.config import ConfigError
-
 console = Console(stderr=True)
 
 
 def _suites(args: argparse.Namespace) -> dict:
+    from score_distill.config import ConfigError
     from score_distill.tasks.registry import make_tasks
 
     suites = {}
@@ -32,8 +33,22 @@ def _suites(args: argparse.Namespace) -> dict:
     return suites
 
 
+def add_endpoint_args(p: argparse.ArgumentParser) -> None:
+    """How ``eval --endpoint`` talks to the server (see docs/endpoints.md)."""
+    p.add_argument("--max-concurrency", type=int, default=16,
+                   help="requests in flight to the endpoint at most: its parallel slots (1 for a default llama.cpp "
+                        "server; default 16)")
+    p.add_argument("--timeout-s", type=float, default=120.0,
+                   help="abandon and retry a request only when the endpoint has sent nothing, on any request, for "
+                        "this long (default 120)")
+    p.add_argument("--max-retries", type=int, default=3,
+                   help="retries after a timeout, dropped connection, HTTP 429 or 5xx (default 3)")
+    p.add_argument("--no-stream", action="store_true", help="ask for whole replies (servers that cannot stream)")
+
+
 def evaluate_cli(args: argparse.Namespace) -> int:
     from score_distill.agent.loop import AgentConfig
+    from score_distill.config import ConfigError
     from score_distill.models.base import SamplingParams
     from score_distill.sandbox import SandboxConfig, SandboxPool
     from score_distill.stages.evaluate import evaluate_policy, policy_runner
@@ -49,12 +64,16 @@ def evaluate_cli(args: argparse.Namespace) -> int:
 
         if not args.model_name:
             raise ConfigError("--endpoint needs --model-name (the model the server serves)")
-        policy = OpenAIPolicy(args.endpoint, args.model_name, api_key_env=args.api_key_env)
+        if args.max_concurrency < 1 or args.timeout_s <= 0 or args.max_retries < 0:
+            raise ConfigError("--max-concurrency must be >= 1, --timeout-s > 0 and --max-retries >= 0")
+        policy = OpenAIPolicy(args.endpoint, args.model_name, api_key_env=args.api_key_env,
+                              max_concurrency=args.max_concurrency, timeout_s=args.timeout_s,
+                              max_retries=args.max_retries, stream=not args.no_stream)
         err = policy.ping()
         if err:
             from score_distill.user_errors import EndpointError
 
-            raise EndpointError(f"{args.endpoint}: not reachable ({err})")
+            raise EndpointError(f"{args.endpoint}: the endpoint check failed: {err}")
         name = args.model_name
     else:
         from score_distill.models.hf import TransformersPolicy

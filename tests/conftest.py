@@ -28,13 +28,7 @@ def benchmark_script():
     return load
 
 
-# The reference implementation's released data (benchmarks/, seeds/, examples/): $SCORE_DISTILL_DATA, else
-# ../shared/data/score-official beside the repository. A module constant as well as a fixture, because some tests
-# parametrize over its files at collection time.
-REFERENCE_DATA = Path(os.environ.get("SCORE_DISTILL_DATA")
-                      or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "score-official")
-REFERENCE_MISSING = (f"reference data not found at {REFERENCE_DATA} "
-                     "(set SCORE_DISTILL_DATA to the folder holding benchmarks/, seeds/ and examples/)")
+from reference_data import REFERENCE_DATA, REFERENCE_MISSING  # noqa: E402
 
 
 @pytest.fixture

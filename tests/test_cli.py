@@ -53,3 +53,16 @@ def test_eval_against_an_unreachable_endpoint_is_one_line(tmp_path, capsys):
 def test_report_command_on_a_non_run_dir(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a score-distill run directory" in capsys.readouterr().err
+
+
+def test_compare_command_is_the_study_driver(tmp_path, capsys):
+    # Nothing evaluated under --out yet: reported, not an error of the user's making.
+    assert main(["compare", "--preset", "tiny", "--horizons", "2", "--seeds", "0", "--report-only",
+                 "--out", str(tmp_path / "c")]) == 1
+    assert "no evaluated runs" in capsys.readouterr().err
+    try:
+        main(["compare", "--preset", "tiny", "--eval-seed", "7", "--out", str(tmp_path / "c")])
+    except SystemExit as e:
+        assert "--eval-seed needs --eval-n" in str(e)
+    else:
+        raise AssertionError("--eval-seed without --eval-n was accepted")

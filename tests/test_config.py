@@ -71,3 +71,38 @@ def test_configuration_reference_doc_is_current():
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.tasks.horizons and cfg.student.model
+
+
+def test_rl_rollout_settings_are_an_override_of_agent():
+    cfg = load_config(preset="tiny", overrides=["agent.max_steps=7", "agent.max_new_tokens=33"])
+    rl = cfg.rl_config()
+    assert (rl.max_steps, rl.max_new_tokens, rl.max_live_episodes) == (7, 33, cfg.agent.max_live_episodes)
+    assert rl.temperature == 1.0  # RL's own default: plain sampling of the policy whose ratio is taken
+    rl = load_config(preset="tiny", overrides=["rl.agent.max_steps=4", "rl.agent.temperature=null"]).rl_config()
+    assert rl.max_steps == 4 and rl.temperature == cfg.agent.sampling.temperature
+    # The dumped config has no copies to disagree with.
+    import yaml
+
+    from score_distill.config import dump_config
+
+    dumped = yaml.safe_load(dump_config(cfg))["rl"]
+    assert not {"max_steps", "max_new_tokens", "max_live_episodes", "temperature"} & set(dumped)
+    assert dumped["agent"]["temperature"] == 1.0
+
+
+def test_old_rl_agent_keys_still_load_with_a_warning_naming_the_field(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("rl:\n  max_steps: 5\n  max_live_episodes: 8\n")
+    with pytest.warns(FutureWarning, match=r"'rl.max_steps' is deprecated.*'rl.agent.max_steps'"):
+        cfg = load_config(f, preset="tiny")
+    assert cfg.rl_config().max_steps == 5 and cfg.rl_config().max_live_episodes == 8
+    assert cfg.rl.agent.max_steps == 5
+    from score_distill.config import dump_config
+
+    again = tmp_path / "again.yaml"
+    again.write_text(dump_config(cfg))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(again, preset="tiny").rl_config() == cfg.rl_config()  # round trip, no warning

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import REFERENCE_DATA
+from reference_data import REFERENCE_DATA
 
 from score_distill.teachers.guards import (
     answer_forms,

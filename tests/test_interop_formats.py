@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REFERENCE_DATA
+from reference_data import REFERENCE_DATA
 
 from score_distill.interop.hf_datasets import load_trajectories, save_trajectories_dataset, to_hf_dataset
 from score_distill.interop.llamafactory import TAGS, export_llamafactory, load_sharegpt

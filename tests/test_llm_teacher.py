@@ -52,8 +52,8 @@ class Scripted:
             return self.script[key].pop(0)
 
 
-def policy(srv: FakeOpenAIServer) -> OpenAIPolicy:
-    return OpenAIPolicy(srv.base_url, "fake-model", max_retries=1, backoff_s=0.01, timeout_s=10)
+def policy(srv: FakeOpenAIServer, **kw) -> OpenAIPolicy:
+    return OpenAIPolicy(srv.base_url, "fake-model", max_retries=1, backoff_s=0.01, timeout_s=10, **kw)
 
 
 def test_parse_locate_reply_rules():
@@ -124,6 +124,36 @@ def test_locate_survives_transport_faults():
     with FakeOpenAIServer(lambda req: Fault.status(503)) as srv:
         (v,) = LLMTeacher(policy(srv), max_retries=1).locate([traj(t1)])
     assert v.failure.startswith("request failed: server_error") and v.usage.calls == 2
+
+
+def test_locate_against_a_server_that_refuses_json_schema_with_http_500():
+    """llama-cpp-python's answer to response_format json_schema: the reviewer goes on in json_object mode,
+    one refusal in all, no retries; the verdicts are parsed."""
+    refusal = json.dumps({"error": {"message": "response_format.type: Input should be 'text' or 'json_object'"}})
+    tasks = [task(str(i), f"TASK-{i}: q") for i in range(3)]
+    modes = []
+
+    def responder(req):
+        mode = (req.get("response_format") or {}).get("type", "text")
+        modes.append(mode)
+        return Fault.status(500, body=refusal) if mode == "json_schema" else verdict_json(2)
+
+    with FakeOpenAIServer(responder) as srv:
+        teacher = LLMTeacher(policy(srv), max_retries=1)
+        verdicts = teacher.locate([traj(t) for t in tasks])
+    assert [v.failure for v in verdicts] == [None] * 3 and [v.first_error_step for v in verdicts] == [1] * 3
+    assert modes == ["json_schema"] + ["json_object"] * 3
+    assert teacher.policy.structured_output_mode == "json_object"
+
+
+def test_a_refused_request_is_not_sent_again_by_the_teacher():
+    t1 = task("1", "TASK-1: q")
+    body = json.dumps({"error": {"message": "This model's maximum context length is 2048 tokens"}})
+    with FakeOpenAIServer(lambda req: Fault.status(400, body=body)) as srv:
+        (v,) = LLMTeacher(policy(srv, structured_output="text"), max_retries=2).locate([traj(t1)])
+        assert len(srv.chat_requests) == 1
+    assert v.failure.startswith("request failed: http_400: the endpoint rejected the request (HTTP 400: This model")
+    assert v.usage.calls == 1 and v.usage.failures == 1
 
 
 # ----------------------------------------------------------------------------- correct

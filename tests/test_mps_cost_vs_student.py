@@ -16,7 +16,7 @@ def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("mps-cost") / "run"
     cfg = load_config(None, ["tasks.suites=[math]", "tasks.horizons=[2]", "tasks.n_train=8", "tasks.n_eval=2",
                              "mps.chunk_size=2"], preset="tiny")
-    Pipeline(cfg, run, preset="tiny").run(to_stage="mps")
+    Pipeline(cfg, run, preset="tiny").run(to_stage="bc_baseline")  # the BC baseline is a student here
     return run
 
 

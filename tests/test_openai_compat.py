@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import socket
 import threading
 import time
 
 import pytest
 
 from score_distill.models.base import Completion, Policy, SamplingParams
-from score_distill.models.openai_compat import OpenAIPolicy
+from score_distill.models.openai_compat import OpenAIPolicy, describe_transient
 from score_distill.testing import FakeOpenAIServer, Fault
 
 KEY_ENV = "SCORE_DISTILL_TEST_KEY"
@@ -92,13 +94,24 @@ def test_429_retry_after_is_honoured():
     (Fault.no_choices(), "bad_response"),
     (Fault.reset(), "connection"),
 ])
-def test_transient_fault_then_success(fault, cause):
+@pytest.mark.parametrize("stream", [True, False])
+def test_transient_fault_then_success(fault, cause, stream):
     with FakeOpenAIServer(lambda r: "fine", faults=[fault, fault]) as srv:
-        pol = policy(srv)
+        pol = policy(srv, stream=stream)
         [c] = pol.generate([CHAT], PARAMS)
         assert len(srv.chat_requests) == 3
     assert c.text == "fine" and c.error is None
     assert pol.usage.retries[cause] == 2 and not pol.usage.failures
+
+
+def test_an_interrupted_stream_is_retried_and_named():
+    with FakeOpenAIServer(lambda r: "the whole answer here", faults=[Fault.interrupted()]) as srv:
+        pol = policy(srv, max_retries=0)
+        [c] = pol.generate([CHAT], PARAMS)
+        [c2] = pol.generate([CHAT], PARAMS)
+    assert c.error.startswith("bad_response: the server ended the reply stream before the reply was finished")
+    assert "--interrupt_requests false" in c.error
+    assert c2.text == "the whole answer here"
 
 
 def test_empty_content_is_an_answer_not_a_failure():
@@ -125,7 +138,8 @@ def test_client_errors_are_not_retried(code):
         pol = policy(srv)
         [c] = pol.generate([CHAT], PARAMS)
         assert len(srv.chat_requests) == 1
-    assert c.finish_reason == "error" and c.error.startswith(f"http_{code}")
+    assert c.finish_reason == "error" and c.error.startswith(f"http_{code}: the endpoint rejected the request")
+    assert c.extra["permanent"]
 
 
 def test_one_bad_request_does_not_sink_the_batch():
@@ -154,32 +168,160 @@ def test_key_only_in_authorization_header_never_in_logs_repr_or_errors(caplog):
     assert caplog.records and SECRET not in caplog.text
 
 
-def test_json_schema_fallback_is_remembered():
-    schema = {"type": "object", "properties": {"step": {"type": "integer"}}, "required": ["step"]}
+SCHEMA = {"type": "object", "properties": {"step": {"type": "integer"}}, "required": ["step"]}
+# What llama-cpp-python's server answers to response_format json_schema: a 500 that names the format.
+LLAMA_CPP_REFUSAL = json.dumps({"error": {"message": "1 validation error for CreateChatCompletionRequest\n"
+                                          "response_format.type\n  Input should be 'text' or 'json_object'",
+                                          "type": "internal_server_error"}})
 
+
+def _mode(req: dict) -> str:
+    return (req.get("response_format") or {}).get("type", "text")
+
+
+def test_json_schema_refused_with_http_500_falls_back_to_json_object_once_per_endpoint(caplog):
+    def responder(req):
+        return Fault.status(500, body=LLAMA_CPP_REFUSAL) if _mode(req) == "json_schema" else '{"step": 2}'
+
+    with FakeOpenAIServer(responder) as srv:
+        pol = policy(srv)
+        p = SamplingParams(temperature=0.0, json_schema=SCHEMA)
+        out = pol.generate([CHAT] * 6, p)
+        again = policy(srv).generate([CHAT] * 2, p)  # another policy on the same endpoint: already known
+        reqs = srv.chat_requests
+    assert [c.text for c in out + again] == ['{"step": 2}'] * 8 and all(c.error is None for c in out + again)
+    # One refusal in all (the first request negotiates alone), no retries, the rest sent as json_object.
+    assert [_mode(r.json) for r in reqs] == ["json_schema"] + ["json_object"] * 8
+    assert reqs[1].json["response_format"]["schema"] == SCHEMA  # llama.cpp constrains decoding to it
+    assert pol.structured_output_mode == "json_object" and not pol.schema_supported
+    assert not pol.usage.retries and not pol.usage.failures
+    assert out[0].extra["structured_output"] == "json_object"
+    log = caplog.text
+    assert "refused response_format json_schema" in log and "Input should be 'text' or 'json_object'" in log
+    assert log.count("structured output mode json_object") == 1
+
+
+def test_json_schema_and_json_object_refused_falls_back_to_text():
     def responder(req):
         return Fault.status(400) if "response_format" in req else '{"step": 2}'
 
     with FakeOpenAIServer(responder) as srv:
         pol = policy(srv)
-        p = SamplingParams(temperature=0.0, json_schema=schema)
+        p = SamplingParams(temperature=0.0, json_schema=SCHEMA)
         [c1] = pol.generate([CHAT], p)
         [c2] = pol.generate([CHAT], p)
         reqs = srv.chat_requests
     assert c1.text == c2.text == '{"step": 2}'
-    assert reqs[0].json["response_format"]["json_schema"]["schema"] == schema
-    assert ["response_format" in r.json for r in reqs] == [True, False, False]
-    assert pol.schema_supported is False
+    assert reqs[0].json["response_format"]["json_schema"]["schema"] == SCHEMA
+    assert [_mode(r.json) for r in reqs] == ["json_schema", "json_object", "text", "text"]
+    assert pol.structured_output_mode == "text"
 
 
-def test_json_schema_sent_when_supported():
+def test_a_named_structured_output_mode_is_not_negotiated():
+    with FakeOpenAIServer(lambda r: Fault.status(400, body='{"error": {"message": "json_schema unsupported"}}')) as srv:
+        pol = policy(srv, structured_output="json_schema")
+        [c] = pol.generate([CHAT], SamplingParams(json_schema=SCHEMA))
+        assert len(srv.chat_requests) == 1
+    assert c.error.startswith("http_400") and "refused response_format json_schema" in c.error
+    assert c.extra["permanent"]
+
+
+def test_json_schema_sent_when_supported(caplog):
     schema = {"type": "object"}
     with FakeOpenAIServer(lambda r: "{}") as srv:
         pol = policy(srv)
         pol.generate([CHAT], SamplingParams(json_schema=schema))
-        pol.generate([CHAT], SamplingParams(json_schema=schema))
+        pol.generate([CHAT] * 3, SamplingParams(json_schema=schema))
         assert all(r.json["response_format"]["type"] == "json_schema" for r in srv.chat_requests)
     assert pol.schema_supported
+    assert caplog.text.count("structured output mode json_schema") == 1
+
+
+def test_a_500_that_refuses_the_request_is_not_retried_and_says_so():
+    body = json.dumps({"error": {"message": "1 validation error: messages.0.role Input should be 'user'"}})
+    with FakeOpenAIServer(lambda r: Fault.status(500, body=body)) as srv:
+        pol = policy(srv)
+        [c] = pol.generate([CHAT], PARAMS)
+        assert len(srv.chat_requests) == 1
+    assert c.error.startswith("http_500: the endpoint rejected the request (HTTP 500: 1 validation error")
+    assert c.extra["permanent"] and "reach" not in c.error
+
+
+def test_plain_server_errors_are_retried_and_say_so():
+    with FakeOpenAIServer(lambda r: Fault.status(500, body='{"error": {"message": "CUDA out of memory"}}')) as srv:
+        [c] = policy(srv, max_retries=1).generate([CHAT], PARAMS)
+        assert len(srv.chat_requests) == 2
+    assert c.error.startswith("server_error: the endpoint failed to answer (HTTP 500: CUDA out of memory)")
+    assert not c.extra["permanent"]
+
+
+def test_describe_transient_names_each_cause():
+    assert describe_transient({"connection": 4}) == "could not be reached (connection: 4)"
+    text = describe_transient({"server_error": 1, "timeout": 2})
+    assert text.startswith("sent nothing for longer than the timeout (timeout: 2)")
+    assert text.endswith("or answered with server errors (HTTP 5xx) (server_error: 1)")
+
+
+# ------------------------------------------------------------------ slow and single-slot servers
+
+def test_single_slot_server_queued_requests_wait_and_are_sent_once():
+    """A server that generates one request at a time, each longer than the timeout: streamed tokens show the
+    endpoint is working, so the queued requests wait instead of being abandoned and sent again."""
+    words = " ".join(f"w{i}" for i in range(10))
+    chats = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    with FakeOpenAIServer(lambda r: words, slots=1, token_delay=0.1) as srv:  # 1 s a reply
+        pol = policy(srv, max_concurrency=3, timeout_s=0.7, max_retries=2)
+        out = pol.generate(chats, PARAMS)
+        assert len(srv.chat_requests) == 3 and srv.max_copies_in_flight == 1 and srv.dropped == 0
+    assert [c.text for c in out] == [words] * 3 and not pol.usage.retries
+    assert all(c.completion_tokens == 10 and c.prompt_tokens == 1 for c in out)  # from the usage chunk
+
+
+def test_single_slot_server_without_streaming_abandons_queued_requests():
+    """The contrast: whole replies give no sign of progress while one is generated, so requests wait past
+    the timeout, are abandoned (the server drops the queued ones unserved) and sent again."""
+    words = " ".join(f"w{i}" for i in range(10))
+    chats = [[{"role": "user", "content": f"q{i}"}] for i in range(2)]
+    with FakeOpenAIServer(lambda r: words, slots=1, token_delay=0.1) as srv:
+        pol = policy(srv, max_concurrency=2, timeout_s=0.7, max_retries=2, stream=False)
+        out = pol.generate(chats, PARAMS)
+        assert len(srv.chat_requests) > 2 and srv.dropped >= 1
+    assert pol.usage.retries["timeout"] >= 1 and any(c.error for c in out)
+
+
+def test_concurrency_limit_is_per_endpoint_across_policies_and_threads():
+    with FakeOpenAIServer(lambda r: "a b c", token_delay=0.05) as srv:
+        pols = [policy(srv, max_concurrency=2), policy(srv, max_concurrency=4)]  # the smaller limit holds
+        results = []
+
+        def work(p):
+            results.extend(p.generate([CHAT] * 4, PARAMS))
+
+        threads = [threading.Thread(target=work, args=(p,)) for p in pols]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert srv.max_in_flight == 2
+    assert [c.text for c in results] == ["a b c"] * 8
+
+
+def test_silent_server_is_abandoned_and_the_retry_follows_the_hang_up():
+    with FakeOpenAIServer(lambda r: "late", faults=[Fault.timeout(5)]) as srv:
+        t0 = time.monotonic()
+        [c] = policy(srv, timeout_s=0.5, backoff_s=0.2).generate([CHAT], PARAMS)
+        assert time.monotonic() - t0 < 3
+        assert len(srv.chat_requests) == 2 and srv.max_copies_in_flight == 1
+    assert c.text == "late" and c.extra["attempts"] == 2
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_whole_and_streamed_replies_agree(stream):
+    with FakeOpenAIServer(lambda r: "<thought>t</thought>\n<code>\nx = 1\n") as srv:
+        [c] = policy(srv, stream=stream).generate([CHAT], SamplingParams(stop=["</code>"]))
+        body = srv.chat_requests[0].json
+    assert c.text.endswith("<code>\nx = 1\n</code>") and c.completion_tokens == 5
+    assert body.get("stream", False) is stream
 
 
 def test_closing_tag_stop_string_is_restored():
@@ -224,6 +366,17 @@ def test_ping():
         port = srv.port
     down = OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", api_key_env=KEY_ENV, timeout_s=1).ping()
     assert down and "unreachable" in down and SECRET not in down
+
+
+def test_ping_is_bounded_by_the_timeout():
+    """A server that accepts the connection and never answers: the client has no read timeout of its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        t0 = time.monotonic()
+        err = OpenAIPolicy(f"http://127.0.0.1:{s.getsockname()[1]}/v1", "m", api_key_env=KEY_ENV, timeout_s=0.5).ping()
+        assert time.monotonic() - t0 < 5
+    assert err and "did not answer within 0.5s" in err
 
 
 def test_fake_server_default_echo_and_n_choices():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from score_distill.cli import main
-from score_distill.pipeline import STAGES, config_changes
+from score_distill.pipeline import STAGE_NAMES, config_changes
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import read_jsonl
 
@@ -46,9 +46,11 @@ def records(path: Path) -> list[tuple]:
 
 def test_tiny_pipeline_runs_every_stage(reference_run):
     out = reference_run
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         st = json.loads((out / stage / "stage.json").read_text())
         assert st["status"] == "done", stage
+    # The comparison's arms are off by default: marked skipped, so switching one on later makes it owed.
+    assert json.loads((out / "bc_continued" / "stage.json").read_text())["skipped"] == "disabled"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["student"]["model"] == "tiny" and "torch" in manifest["versions"]
     assert manifest["machine"]["cpus"] >= 1
@@ -59,6 +61,19 @@ def test_tiny_pipeline_runs_every_stage(reference_run):
     assert suites == {"math@H2", "search@H2"}
     assert all(m["success_mean"] == 1.0 for m in summary["policies"]["teacher"].values())
     assert all(set(v) == suites for v in summary["policies"].values())
+    # Training compute, cumulative from the untrained student: SCoRe's chain adds up its stages.
+    comp = summary["compute"]
+    steps = {s: json.loads((out / s / "stage.json").read_text())["steps"] for s in ("bc_init", "score_sft",
+                                                                                       "bc_baseline")}
+    assert comp["student_init"] == {"sft_steps": 0, "sft_tokens": 0, "rl_updates": 0, "rl_tokens": 0}
+    assert comp["bc_init"]["sft_steps"] == steps["bc_init"] > 0 and comp["bc_init"]["sft_tokens"] > 0
+    assert comp["score_sft"]["sft_steps"] == steps["bc_init"] + steps["score_sft"]
+    assert comp["score_sft"]["sft_tokens"] > comp["bc_init"]["sft_tokens"] and comp["score_sft"]["rl_updates"] == 0
+    rl_log = read_jsonl(out / "score_rl" / "log.jsonl")
+    assert comp["score_rl"]["sft_steps"] == comp["score_sft"]["sft_steps"]
+    assert comp["score_rl"]["rl_updates"] == len(rl_log) > 0
+    assert comp["score_rl"]["rl_tokens"] == sum(r["train_tokens"] for r in rl_log)
+    assert comp["bc_baseline"]["sft_steps"] == steps["bc_baseline"] and comp["bc_baseline"]["rl_updates"] == 0
     assert summary["mps"]["n_tasks"] == len(read_jsonl(out / "tasks" / "mps.jsonl"))
     assert summary["teacher_tokens"]["mps"]["tokens"] > 0
     # Every MPS task has exactly one record; the split halves share no task.
@@ -126,7 +141,7 @@ def test_kill9_during_mps_and_sft_then_resume_gives_the_same_records(reference_r
     # 3) the same command finishes the run.
     r = run_cli(out, "mps.chunk_size=1", "score_sft.sft.save_steps=1", "score_sft.sft.epochs=3")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert all((out / s / "stage.json").exists() for s in STAGES)
+    assert all((out / s / "stage.json").exists() for s in STAGE_NAMES)
     got = records(mps_file)
     assert len(got) >= n_before and len({g[0] for g in got}) == len(got)  # none duplicated
     # Same records as the uninterrupted run (chunk size changes nothing but the unit of resume... and the
@@ -160,15 +175,11 @@ def test_unreachable_teacher_endpoint_is_one_line(tmp_path, capsys):
 
 
 def test_a_stage_skipped_while_off_is_owed_once_switched_on(tmp_path):
-    from score_distill.config import load_config
-    from score_distill.pipeline import Pipeline
+    from score_distill.pipeline import RunDir
 
-    pipe = Pipeline(load_config(preset="tiny", overrides=["bc_baseline.enabled=false"]), tmp_path / "run",
-                    preset="tiny")
-    pipe.stage_dir("bc_baseline").mkdir(parents=True)
-    pipe._mark_done("bc_baseline", 0.0, **pipe.stage_bc_baseline())
-    assert pipe.stage_finished("bc_baseline")
-    pipe.cfg.bc_baseline.enabled = True
-    assert not pipe.stage_finished("bc_baseline")
-    pipe._mark_done("mps", 1.0)
-    assert pipe.stage_finished("mps") and not pipe.stage_finished("score_sft")
+    run = RunDir(tmp_path / "run")
+    run.mark_done("bc_baseline", 0.0, model=None, skipped="disabled")
+    assert run.done("bc_baseline", enabled=False)
+    assert not run.done("bc_baseline", enabled=True)
+    run.mark_done("mps", 1.0)
+    assert run.done("mps") and not run.done("score_sft")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REFERENCE_DATA
+from reference_data import REFERENCE_DATA
 
 from score_distill.interop.reference import (
     _parse_context,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REFERENCE_DATA
+from reference_data import REFERENCE_DATA
 
 from score_distill.rl.config import ItemsConfig
 from score_distill.rl.items import SplitLeakError, build_rl_items, from_reference_rl, load_items, save_items

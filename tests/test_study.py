@@ -1,5 +1,6 @@
-"""The distillation study script end to end on the tiny preset: every method trained and evaluated,
-the aggregate, the plots, and --report-only reading the same figures back without decoding."""
+"""The distillation study (``score-distill compare``; benchmarks/distillation_study.py drives the same code) end to
+end on the tiny preset: every method trained and evaluated as a pipeline stage, compute recorded and matched,
+task-level comparisons, the plots, and --report-only reading the same figures back without decoding."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ten policies trained and evaluated three times over, on a shared CPU
 def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, benchmark_script):
     study = benchmark_script("distillation_study")
     out = tmp_path / "study"
@@ -27,11 +29,25 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert set(run["episodes"]) == set(study.METHODS)
     assert set(run["episodes"]["teacher"]["math@H2"]) == {f"seed0/{i}" for i in eval_ids}
     assert set(run["episodes"]["teacher"]["math@H2"].values()) == {1.0}
-    (h, comparisons), = first["aggregate"]["paired"].items()
-    assert h == "2" and set(comparisons) == {f"{a} vs {b}" for a, b in study.PAIRS}
-    assert all(c["better"] + c["worse"] + c["same"] == 2 and c["runs"] == 1 for c in comparisons.values())
+    comparisons = first["comparisons"]
+    assert comparisons == first["aggregate"]["comparisons"]
+    assert {(c["a"], c["b"]) for c in comparisons} == set(study.PAIRS) and {c["horizon"] for c in comparisons} == {2}
+    for c in comparisons:
+        assert c["unit"] == "task" and c["n_tasks"] == 2 and c["better"] + c["worse"] + c["same"] == 2
+        assert 0 <= c["p_value"] <= 1 and len(c["diff_ci95"]) == 2 and c["runs"] == 1
     assert {"bc_init", "bc_baseline", "mps", "score_sft", "score_rl", "rl_long_horizon", "rl_sparse_reward",
-            "bc_equal_budget", "eval"} <= set(run["stage_seconds"])
+            "bc_equal_budget", "bc_continued", "eval"} <= set(run["stage_seconds"])
+    # Training compute per policy, and the compute-matched controls (on by default).
+    comp = run["compute"]
+    chain = comp["score_sft"]["sft_steps"]
+    assert chain == comp["bc_init"]["sft_steps"] + json.loads(
+        (out / "H2-seed0" / "score_sft" / "stage.json").read_text())["steps"] > comp["bc_init"]["sft_steps"] > 0
+    assert comp["bc_baseline"]["sft_steps"] == comp["bc_equal_budget"]["sft_steps"] == chain
+    assert comp["bc_continued"]["sft_steps"] == chain and comp["bc_continued"]["rl_updates"] == 0
+    assert comp["score_rl"]["sft_steps"] == chain and comp["score_rl"]["rl_updates"] > 0
+    assert comp["rl_sparse_reward"]["rl_updates"] == comp["score_rl"]["rl_updates"]
+    assert comp["student_init"] == {"sft_steps": 0, "sft_tokens": 0, "rl_updates": 0, "rl_tokens": 0}
+    assert run["matched"]["bc_baseline"]["steps"] == chain and run["matched"]["bc_continued"]["same_batch"]
     eq = run["equal_budget"]
     assert eq["spent_tokens"] <= eq["budget_tokens"]
     # SCoRe's budget (a tiny student needs every correction) buys more than the baseline's 6 tasks: BC at
@@ -46,7 +62,10 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert len(first["targets"]) == 4
     report = capsys.readouterr().out
     assert "key steps right before the first critical error" in report
-    assert "H=2 score_rl vs bc_baseline" in report.split("paired on the same held-out episodes")[1]
+    assert "H=2 score_rl vs bc_baseline" in report.split("paired over distinct held-out tasks")[1]
+    matched = report.split("what is and is not matched")[1]
+    assert f"bc_baseline SFT steps {chain} vs BC init + SCoRe-SFT {chain}: matched" in matched
+    assert "SCoRe-RL adds" in matched and "no BC arm matches" in matched
     per_run = report.split("success per run")[1].split("\n\n")[0].splitlines()
     assert per_run[1].split() == ["method", "H=2/s0"]
     rows = {line.split()[0]: line.split()[1:] for line in per_run[2:]}
@@ -103,8 +122,8 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert study.main(parts) == 0
     (piece,) = json.loads((part / "study.json").read_text())["runs"]
     assert not (part / "H2-seed0" / "bc_baseline" / "train").exists()
-    assert not (part / "H2-seed0" / "rl_long_horizon").exists()
-    assert json.loads((part / "H2-seed0" / "eval" / "study_eval.json").read_text()).keys() == {
+    assert not (part / "H2-seed0" / "rl_long_horizon").exists() and not (part / "H2-seed0" / "score_rl").exists()
+    assert json.loads((part / "H2-seed0" / "eval" / "eval_seconds.json").read_text()).keys() == {
         "score_sft", "bc_equal_budget"}
     assert set(piece["results"]) == set(study.METHODS)
     assert set(piece["merged_policies"]) == set(study.METHODS) - {"score_sft", "bc_equal_budget"}
@@ -114,7 +133,8 @@ def test_study_runs_every_method_and_reports_again_from_disk(tmp_path, capsys, b
     assert piece["equal_budget"] == run["equal_budget"]
     with pytest.raises(SystemExit):
         study.main([*parts, "--methods", "score_sft,bc"])
-    # A later piece that names the BC baseline trains it, though the first piece marked its stage skipped.
+    # A later piece that names the BC baseline trains it, though the first piece marked its stage skipped,
+    # and the finished eval stage scores it (its results lacked it).
     assert study.main([*parts[:-4], "--methods", "bc_baseline", "--merge", str(out / "first.json")]) == 0
     assert json.loads((part / "H2-seed0" / "bc_baseline" / "stage.json").read_text())["trained"]
     (piece,) = json.loads((part / "study.json").read_text())["runs"]
@@ -191,29 +211,28 @@ def test_the_cost_ratio_pairs_runs_that_have_both_figures(benchmark_script):
     assert [ok for name, ok, _ in study.targets(agg) if name.startswith("MPS")] == [None]
 
 
-def test_paired_comparison_counts_episodes_and_tests_the_signs(benchmark_script):
+def test_comparisons_are_over_distinct_tasks(benchmark_script):
     study = benchmark_script("distillation_study")
 
-    def run(h, rl, bc):
-        return {"h": h, "episodes": {"score_rl": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(rl)}},
-                                     "bc_baseline": {"math@H2": {f"seed0/t{i}": x for i, x in enumerate(bc)}}}}
+    def run(h, rl, bc, seeds=(0,)):
+        def eps(xs):
+            return {"math@H2": {f"seed{s}/t{i}": x for s in seeds for i, x in enumerate(xs)}}
 
-    # Two seeds of one H pool their episodes: SCoRe-RL better on 6, worse on none, 4 the same.
-    runs = [run(2, [1, 1, 1, 0, 1], [0, 0, 0, 0, 1]), run(2, [1, 1, 1, 0.5, 0], [0, 0, 1, 0.25, 0]),
+        return {"h": h, "episodes": {"score_rl": eps(rl), "bc_baseline": eps(bc)}}
+
+    # Two training seeds of one H, two sampling seeds each: 20 episode pairs, but 5 tasks.
+    runs = [run(2, [1, 1, 1, 0, 1], [0, 0, 0, 0, 1], seeds=(0, 1)), run(2, [1, 1, 1, 0.5, 0], [0, 0, 1, 0.25, 0]),
             {"h": 2, "results": {}},  # a record from before episodes were kept: left out, not an error
             run(4, [1, 0], [0, 1])]
-    got = study.paired(runs)
-    c = got[2]["score_rl vs bc_baseline"]
-    assert (c["better"], c["worse"], c["same"], c["runs"]) == (6, 0, 4, 2)
-    assert c["p"] == pytest.approx(2 / 2**6)  # two-sided: all 6 one way or all 6 the other
-    assert got[4]["score_rl vs bc_baseline"]["p"] == pytest.approx(1.0)
-    # A pair with a method nobody evaluated is not reported; one never differing has p = 1.
-    assert "score_rl vs score_sft" not in got[2]
-    same = study.paired([run(2, [1, 0], [1, 0])])[2]["score_rl vs bc_baseline"]
-    assert (same["better"], same["worse"], same["p"]) == (0, 0, 1.0)
-    # Episodes are matched by key: a task only one method ran is not a pair.
-    odd = run(2, [1, 1], [0])
-    assert study.paired([odd])[2]["score_rl vs bc_baseline"]["better"] == 1
+    got = {(c["horizon"], c["a"], c["b"]): c for c in study.comparisons(runs)}
+    c = got[(2, "score_rl", "bc_baseline")]
+    # Per task (mean over seeds and runs): t0 1 vs 0, t1 1 vs 0, t2 1 vs 1/3, t3 1/6 vs 1/12, t4 2/3 vs 2/3.
+    assert (c["n_tasks"], c["better"], c["worse"], c["same"], c["runs"]) == (5, 4, 0, 1, 2)
+    assert c["p_value"] == pytest.approx(2 / 2**4)  # over the 4 tasks that differ, not the episodes
+    assert c["diff_ci95"][0] > 0 and c["unit"] == "task"
+    assert got[(4, "score_rl", "bc_baseline")]["p_value"] == pytest.approx(1.0)
+    # A pair with a method nobody evaluated is not reported.
+    assert (2, "score_rl", "score_sft") not in got
 
 
 def test_merge_refuses_runs_of_another_setup(tmp_path, benchmark_script):

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE_DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_data import REFERENCE_DATA
 from test_tokenize_tiny_model import tiny_model_dir
 from transformers import AutoTokenizer
 

@@ -18,8 +18,6 @@ from typing import Any
 import torch
 
 from score_distill.models.base import Chat, Completion, SamplingParams
-from score_distill.models.smollm2 import cache_root, ensure_smollm2_hf
-from score_distill.models.tiny import build_tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +26,10 @@ TINY_NAMES = ("tiny",)
 
 
 def resolve_student_path(name_or_path: str | os.PathLike) -> str:
-    """Local folder for the built-in names ("smollm2-135m", "tiny"), a local folder as is, else the
-    string unchanged (a hub id, which needs network access)."""
-    name = str(name_or_path)
-    if name.lower() in SMOLLM2_NAMES:
-        return str(ensure_smollm2_hf())
-    if name.lower() in TINY_NAMES:
-        return str(build_tiny_model(cache_root() / "tiny-seed0"))
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
-    return name
+    """The project's one model resolver (:func:`score_distill.models.resolve.resolve_model`)."""
+    from score_distill.models.resolve import resolve_model
+
+    return resolve_model(name_or_path)
 
 
 def default_device_dtype(device: str | torch.device | None = None,

@@ -27,24 +27,27 @@ def _read_json(path: Path) -> Any:
 
 
 def sft_compute(train_dir: Path) -> dict[str, int] | None:
-    """Optimizer steps and trained (loss-bearing) tokens of one SFT stage, or None when it did not train."""
+    """Optimizer steps, forwarded tokens (``sft_tokens``, padding excluded, as the pipeline's compute record counts
+    them) and loss-bearing tokens (``sft_trained_tokens``) of one SFT stage; None when it did not train."""
     res = _read_json(train_dir / "train_result.json")
     if not isinstance(res, dict) or "steps" not in res:
         return None
-    tokens = None
-    # The trainer logs the running count of trained tokens; the last checkpoint holds the whole history.
+    out = {"sft_steps": int(res["steps"])}
+    # The trainer logs running counts; the last checkpoint holds the whole history.
     ckpts = sorted(train_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
                    if p.name.split("-")[-1].isdigit() else -1)
     for ck in reversed(ckpts):
-        state = _read_json(ck / "trainer_state.json")
-        counts = [e["num_trained_tokens"] for e in (state or {}).get("log_history", []) if "num_trained_tokens" in e]
-        if counts:
-            tokens = int(counts[-1])
-            break
-    if tokens is None:  # no checkpoint left: one pass over the data per epoch
-        cfg = (_read_json(train_dir / "sft_config.json") or {}).get("config") or {}
-        tokens = int(res.get("trained_tokens_per_epoch", 0) * (cfg.get("epochs") or 1))
-    return {"sft_steps": int(res["steps"]), "sft_tokens": tokens}
+        history = (_read_json(ck / "trainer_state.json") or {}).get("log_history", [])
+        for key, name in (("num_tokens", "sft_tokens"), ("num_trained_tokens", "sft_trained_tokens")):
+            counts = [e[key] for e in history if key in e]
+            if counts:
+                out[name] = int(counts[-1])
+        if len(out) > 1:
+            return out
+    # No checkpoint left: one pass over the data per epoch.
+    epochs = ((_read_json(train_dir / "sft_config.json") or {}).get("config") or {}).get("epochs") or 1
+    return {**out, "sft_tokens": int(res.get("tokens_per_epoch", 0) * epochs),
+            "sft_trained_tokens": int(res.get("trained_tokens_per_epoch", 0) * epochs)}
 
 
 def rl_compute(rl_dir: Path) -> dict[str, int] | None:
@@ -73,7 +76,8 @@ def policy_compute(summary: dict[str, Any], run_dir: Path | None = None) -> dict
             total = {k: 0 for k in KEYS}
             for stage in LINEAGE[policy]:
                 for k, v in stage_compute(Path(run_dir), stage).items():
-                    total[k] = total.get(k, 0) + v
+                    if k in KEYS:
+                        total[k] += v
             out[policy] = total
     return out
 

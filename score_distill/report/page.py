@@ -117,7 +117,8 @@ def _results(rf: RunFiles) -> str:
         "count, per-seed values, mean steps and format-error rate.</p>"
         + tables.results_table(s)
         + (f'<p class="note">{cost}Training compute per policy counts every stage it continues from '
-           "(SCoRe-SFT includes BC init); teacher tokens are those of the trajectories it learnt from.</p>"
+           "(SCoRe-SFT includes BC init); tokens are those of the training sequences; teacher tokens are those of "
+           "the trajectories it learnt from.</p>"
            + tables.compute_table(s, compute, teacher) if compute or teacher else "")
         + "<details><summary>all numbers</summary>" + tables.details_table(s) + "</details>"
     )

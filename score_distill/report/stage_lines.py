@@ -38,8 +38,9 @@ def _sft(stage: str, info: dict[str, Any], run_dir: Path) -> str:
     if not c:
         return f"trained on {info.get('n_records', 0)} trajectories"
     loss = info.get("final_loss")
-    return (f"{_n(c['sft_steps'], 'optimizer step')} on {c['sft_tokens']:,} trained tokens from "
-            f"{info.get('n_records', 0)} trajectories" + (f", final loss {loss:.3g}" if loss is not None else ""))
+    trained = f" ({c['sft_trained_tokens']:,} trained)" if "sft_trained_tokens" in c else ""
+    return (f"{_n(c['sft_steps'], 'optimizer step')}, {c.get('sft_tokens', 0):,} tokens{trained}, on "
+            f"{info.get('n_records', 0)} trajectories" + (f"; final loss {loss:.3g}" if loss is not None else ""))
 
 
 def _success(per_suite: dict[str, Any]) -> tuple[float, int]:
@@ -80,6 +81,11 @@ def stage_line(stage: str, info: dict[str, Any], run_dir: Path) -> str:
         reward = f", mean reward {rows[0]['reward_mean']:.2f} -> {rows[-1]['reward_mean']:.2f}" if rows else ""
         return (f"score_rl: {_n(c.get('rl_updates', 0), 'RL update')} ({_n(c.get('rl_steps', 0), 'optimizer step')}, "
                 f"{c.get('rl_tokens', 0):,} trained tokens) on {info.get('n_items', 0)} items{reward}")
+    if stage in ("bc_equal_budget", "bc_continued"):
+        return f"{stage}: " + _sft(stage, info, run_dir)
+    if stage in ("rl_sparse_reward", "rl_long_horizon"):
+        c = rl_compute(run_dir / stage) or {}
+        return f"{stage}: {_n(c.get('rl_updates', 0), 'RL update')} on {info.get('n_items', 0)} items"
     if stage == "eval":
         path = run_dir / "eval" / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {}

@@ -100,10 +100,11 @@ def compute_table(summary: Summary, compute: dict[str, dict[str, int]], teacher:
             continue
         c = compute.get(pol) or {}
         n = sum(r.n_tasks or 0 for r in summary.policies[pol].values())
-        cells = [n, c.get("sft_steps"), c.get("sft_tokens"), c.get("rl_updates"), c.get("rl_tokens"), teacher.get(pol)]
+        cells = [n, *(c.get(k) if isinstance(c.get(k), int | float) else None
+                      for k in ("sft_steps", "sft_tokens", "rl_updates", "rl_tokens")), teacher.get(pol)]
         rows.append(f"<tr><th>{escape(pol)}</th>" + "".join(f"<td>{count(v)}</td>" for v in cells) + "</tr>")
     return ('<table class="compute"><thead><tr><th>policy</th><th>held-out tasks</th><th>SFT steps</th>'
-            "<th>SFT trained tokens</th><th>RL updates</th><th>RL trained tokens</th><th>teacher tokens</th>"
+            "<th>SFT tokens</th><th>RL updates</th><th>RL tokens</th><th>teacher tokens</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 

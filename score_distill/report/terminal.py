@@ -34,8 +34,8 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140,
     caption = CI_CAPTION + "; * best per suite"
     if graded:
         caption += "; {key steps right before the first error %}"
-    caption += ("; training compute counts every stage a policy continues from (SCoRe-SFT includes BC init)"
-                if compute else "")
+    caption += ("; training compute counts every stage a policy continues from (SCoRe-SFT includes BC init), "
+                "tokens = those of the training sequences" if compute else "")
     total = run_teacher_tokens(raw)
     if total is not None:
         est = " (estimated: the oracle teacher's steps tokenized)" if raw.get("teacher_tokens_estimated") else ""
@@ -65,7 +65,8 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140,
             row.append(Text(cell, style="bold green" if is_best else ""))
         if compute:
             c = compute.get(pol) or {}
-            row += [count(c.get("sft_steps")), count(c.get("sft_tokens")), count(c.get("rl_updates"))]
+            row += [count(v if isinstance(v := c.get(k), int | float) else None)
+                    for k in ("sft_steps", "sft_tokens", "rl_updates")]
         if teacher:
             row.append(count(teacher.get(pol)))
         table.add_row(*row, style="dim" if pol in ("teacher", "bc_baseline") else None)

@@ -16,7 +16,6 @@ uninterrupted run would have, none duplicated.
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +25,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
 from score_distill.models.base import Policy
+from score_distill.stages.mps_status import TRANSIENT_CAUSES as TRANSIENT_CAUSES  # re-exported
+from score_distill.stages.mps_status import Failure, MPSStatus
 from score_distill.teachers.base import Teacher
 from score_distill.teachers.guards import check_teacher_step
 from score_distill.trajectory import Correction, Task, Trajectory, Usage
 from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_jsonl
 from score_distill.utils.seeds import derive_seed
 
-# Final status of a task after MPS.
-SOLVED_ALONE = "solved_alone"
-CORRECTED = "corrected"
-HARD_TO_TEACH = "hard_to_teach"  # the teacher could not locate an error
-EXHAUSTED = "exhausted"  # still wrong after the last allowed correction
-FAILED = "failed"  # the teacher failed (after retries); the reason is in meta["failure"]
+# Final status of a task after MPS (typed: score_distill.stages.mps_status).
+SOLVED_ALONE = MPSStatus.SOLVED_ALONE
+CORRECTED = MPSStatus.CORRECTED
+HARD_TO_TEACH = MPSStatus.HARD_TO_TEACH
+EXHAUSTED = MPSStatus.EXHAUSTED
+FAILED = MPSStatus.FAILED
 
 
 class MPSConfig(BaseModel):
@@ -53,16 +54,12 @@ class MPSConfig(BaseModel):
     )
 
 
-# Transport causes worth a retry later (the endpoint was down or overloaded), as OpenAIPolicy names them.
-TRANSIENT_CAUSES = ("timeout", "connection", "server_error", "rate_limit")
-
-
 def teacher_unreachable(record: Trajectory) -> bool:
     """The task failed only because the teacher could not be reached: worth redoing on a rerun."""
     if record.meta.get("mps_status") != FAILED:
         return False
-    parts = [p.strip() for p in str(record.meta.get("failure", "")).split(":")]
-    return len(parts) >= 3 and parts[1] == "request failed" and parts[2] in TRANSIENT_CAUSES
+    failure = Failure.of(record.meta)
+    return failure is not None and failure.stage in ("locate", "correct") and failure.transient
 
 
 @dataclass
@@ -79,6 +76,7 @@ def _status_meta(w: _Work) -> Trajectory:
     t.meta["n_corrections"] = len(t.corrections)
     if w.failure:
         t.meta["failure"] = w.failure
+        t.meta["failure_record"] = Failure.parse(w.failure).to_dict()
     t.hard_to_teach = w.status == HARD_TO_TEACH
     return t
 
@@ -230,24 +228,11 @@ def run_mps(
     return [done[t.id] for t in tasks if t.id in done]
 
 
-_DETAIL = re.compile(r"\s*\(.*|'.*?'|\s-?\d+(?=\s|$)")
-
-
-def failure_cause(reason: str) -> str:
-    """A countable cause from a failure reason: where it failed and what kind of failure.
-
-    "locate: request failed: timeout: timed out after 60s (gave up ...)" -> "locate: timeout";
-    "locate: step index 9 out of range (1..4 or -1)" -> "locate: step index out of range";
-    "correct: bad format: no code block" -> "correct: bad format". Details (numbers, quoted
-    values, parentheses) are dropped so the same cause is counted once, whatever the task.
-    """
-    parts = [p.strip() for p in str(reason).split(":")]
-    if len(parts) >= 3 and parts[1] in ("request failed", "generation failed"):
-        parts = [parts[0], parts[2]]  # the transport cause (timeout, rate_limit, server_error, ...)
-    elif parts[0] == "generation failed" and len(parts) >= 2:
-        return f"generation failed: {parts[1]}"
-    head = [_DETAIL.sub("", p).strip() for p in parts[:2]]
-    return ": ".join(p for p in head if p)
+def failure_cause(reason: str | dict[str, Any]) -> str:
+    """A countable cause, ``<stage>: <cause>``, from a record's meta or an old reason text
+    ("locate: request failed: timeout: timed out after 60s" -> "locate: timeout")."""
+    failure = Failure.of(reason) if isinstance(reason, dict) else Failure.parse(reason)
+    return failure.label() if failure else ""
 
 
 def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
@@ -260,7 +245,7 @@ def mps_statistics(records: list[Trajectory]) -> dict[str, Any]:
             c = len(r.corrections)
             hist["3+" if c >= 3 else str(c)] += 1
     first_err = collections.Counter(str(r.corrections[0].step_index) for r in records if r.corrections)
-    failures = collections.Counter(failure_cause(r.meta["failure"]) for r in records if r.meta.get("failure"))
+    failures = collections.Counter(failure_cause(r.meta) for r in records if Failure.of(r.meta))
     retained = [r for r in records if r.correct]
     usage = Usage()
     for r in records:

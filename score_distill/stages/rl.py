@@ -241,13 +241,16 @@ def run_rl_stage(
             stats = updater.update(samples, n_items=len(batch))
             t_upd = time.perf_counter() - t1
             gen_tokens = sum(s.completion_tokens for r in rollouts for s in r.new_steps)
+            # Compute accounting: tokens of the sequences trained on, once per optimisation pass.
+            train_tokens = sum(len(s.input_ids) for s in samples) * cfg.ppo_epochs
             rec = {"step": u, "epoch": u // per_epoch, "items": len(batch), "rollouts": len(rollouts),
                    "reward_mean": statistics.fmean(rewards) if rewards else 0.0,
                    "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
                    "groups_with_spread": _spread_share(rollouts),
                    "reasons": reason_counts(rollouts), **stats,
                    "gen_tokens": gen_tokens, "rollout_seconds": round(t_roll, 3), "update_seconds": round(t_upd, 3),
-                   "seconds": round(time.perf_counter() - t0, 3), "ablation": cfg.ablation_name()}
+                   "seconds": round(time.perf_counter() - t0, 3), "ablation": cfg.ablation_name(),
+                   "train_tokens": train_tokens}
             if accelerator.is_main_process:
                 append_jsonl(out / "rollouts.jsonl", [_rollout_record(u, r) for r in rollouts])
                 append_jsonl(out / "log.jsonl", [rec])

@@ -21,7 +21,8 @@ def make_teacher(cfg: Any, pool: Any, tools_for: Any = None):
     if not tc.base_url or not tc.model:
         raise ConfigError("teacher.kind is 'llm' but teacher.base_url or teacher.model is not set")
     policy = OpenAIPolicy(tc.base_url, tc.model, api_key_env=tc.api_key_env, max_concurrency=tc.max_concurrency,
-                          timeout_s=tc.timeout_s, max_retries=tc.max_retries)
+                          timeout_s=tc.timeout_s, max_retries=tc.max_retries, stream=tc.stream,
+                          structured_output=tc.structured_output)
     teacher = LLMTeacher(policy, sandbox_pool=pool, agent_config=cfg.agent, tools_for=tools_for)
     if tc.locator == "rollout":
         from score_distill.teachers.locator import RolloutLocator

@@ -96,7 +96,8 @@ def generate_with_retries(
 ) -> list[tuple[Any, str | None, Usage]]:
     """Per chat: (result, failure reason or None, usage over all attempts).
 
-    One batched generate per round; round r+1 holds only the chats rejected in round r.
+    One batched generate per round; round r+1 holds only the chats rejected in round r, except those the
+    server refused (``Completion.extra["permanent"]``), which are final at once.
     ``Usage.failures`` counts rejected attempts (transport errors and invalid replies alike).
     """
     out: list[list[Any]] = [[None, "not attempted", Usage()] for _ in chats]
@@ -112,6 +113,10 @@ def generate_with_retries(
         for i, c in zip(order, comps):
             if c.error:
                 att = _Attempt(reason=f"request failed: {c.error}")
+                if c.extra.get("permanent"):  # the server refused it: the same request gets the same answer
+                    out[i][2].add(usage_of(c, failed=True))
+                    out[i][1] = att.reason
+                    continue
             elif c.finish_reason == "length":
                 att = _Attempt(reason="reply cut at the token limit",
                                instruction="Your reply was too long and got cut. Reply again, shorter.")

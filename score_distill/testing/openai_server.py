@@ -17,9 +17,16 @@ Usage::
         srv.requests          # list[RecordedRequest] (method, path, headers with lower-case names,
                               # body, json, received_at), in arrival order
         srv.max_in_flight     # the most chat requests handled at the same time
+        srv.max_copies_in_flight  # the most copies of one identical request handled at the same time
 
 Endpoints: ``POST /v1/chat/completions`` (answer in ``choices[0].message.content``, ``usage`` with
-whitespace-token counts, ``n`` choices when the request asks for ``n``) and ``GET /v1/models``.
+whitespace-token counts, ``n`` choices when the request asks for ``n``; with ``"stream": true`` the
+answer comes as server-sent events, one word a chunk, then the usage chunk when
+``stream_options.include_usage`` asks for it, then ``[DONE]``) and ``GET /v1/models``.
+
+A slow, single-slot server like a default llama.cpp one: ``slots=1`` serves one chat request at a time
+(the others wait in arrival order, and one whose client hung up meanwhile is dropped unserved, as real
+servers do); ``token_delay=s`` makes each word of an answer take ``s`` seconds to generate.
 
 Faults (``Fault``): ``faults=`` is a FIFO queue, one fault consumed per chat request in arrival
 order before the responder is asked; the responder may also return a Fault. Kinds:
@@ -31,12 +38,19 @@ order before the responder is asked; the responder may also return a Fault. Kind
 * ``Fault.malformed()``: 200 with a body that is not JSON;
 * ``Fault.truncated()``: 200 with a JSON body cut in the middle (complete HTTP message);
 * ``Fault.empty()``: 200 with ``content: ""``;
-* ``Fault.no_choices()``: 200 with valid JSON that lacks ``choices`` (wrong schema).
+* ``Fault.no_choices()``: 200 with valid JSON that lacks ``choices`` (wrong schema);
+* ``Fault.interrupted()``: streamed, half the words then ``[DONE]`` with no ``finish_reason`` (what
+  llama-cpp-python sends when another request waits for its slot); whole replies are not affected.
+
+Streamed, ``malformed`` sends an event whose data is not JSON, ``truncated`` breaks the connection
+half-way through the events, ``no_choices`` sends chunks without ``choices``. A delay ends early when
+the client hangs up.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import threading
@@ -54,7 +68,7 @@ Responder = Callable[[dict], "str | Fault"]
 class Fault:
     """One misbehaviour for one request. Build with the class methods."""
 
-    kind: str  # delay | reset | status | malformed | truncated | empty | no_choices
+    kind: str  # delay | reset | status | malformed | truncated | empty | no_choices | interrupted
     seconds: float = 0.0
     status_code: int = 500
     retry_after: float | None = None
@@ -89,6 +103,10 @@ class Fault:
     @classmethod
     def no_choices(cls) -> Fault:
         return cls("no_choices")
+
+    @classmethod
+    def interrupted(cls) -> Fault:
+        return cls("interrupted")
 
 
 @dataclass
@@ -163,18 +181,55 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+            srv.copies[rec.body] = srv.copies.get(rec.body, 0) + 1
+            srv.max_copies_in_flight = max(srv.max_copies_in_flight, srv.copies[rec.body])
             fault = srv.faults.popleft() if srv.faults else None
         try:
-            self._answer(rec.json, fault)
+            if srv.slot_sem is None:
+                self._answer(rec.json, fault)
+            else:
+                self._answer_in_slot(rec.json, fault)
         finally:
             with srv.lock:
                 srv.in_flight -= 1
+                srv.copies[rec.body] -= 1
+
+    def _answer_in_slot(self, req: dict, fault: Fault | None) -> None:
+        srv = self.server
+        while not srv.slot_sem.acquire(timeout=0.02):  # queued behind the request being served
+            if srv.stopping.is_set() or self._client_gone():
+                self.close_connection = True
+                with srv.lock:
+                    srv.dropped += 1
+                return
+        try:
+            self._answer(req, fault)
+        finally:
+            srv.slot_sem.release()
+
+    def _client_gone(self) -> bool:
+        """The client closed its end (it gave up): readable with nothing to read."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False when the server stops or the client hangs up first."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            if self.server.stopping.wait(min(left, 0.02)) or self._client_gone():
+                self.close_connection = True
+                return False
 
     def _answer(self, req: dict, fault: Fault | None) -> None:
         srv = self.server
         if fault is not None and fault.kind == "delay":
-            if srv.stopping.wait(fault.seconds):
-                self.close_connection = True
+            if not self._wait(fault.seconds):
                 return
             fault = None
         if fault is None:
@@ -186,14 +241,22 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(result, Fault):
                 fault = result
                 if fault.kind == "delay":
-                    if srv.stopping.wait(fault.seconds):
-                        self.close_connection = True
+                    if not self._wait(fault.seconds):
                         return
                     fault = None
                     result = srv.responder(req)
             if fault is None:
-                self._send_json(200, self._completion(req, str(result)))
+                if req.get("stream"):
+                    self._stream(req, str(result))
+                elif self._wait(srv.token_delay * _count_tokens(str(result))):
+                    self._send_json(200, self._completion(req, str(result)))
                 return
+        if fault.kind == "interrupted" and not req.get("stream"):
+            self._send_json(200, self._completion(req, str(srv.responder(req))))
+            return
+        if req.get("stream") and fault.kind in ("malformed", "truncated", "empty", "no_choices", "interrupted"):
+            self._stream(req, "" if fault.kind == "empty" else "this answer was cut", fault.kind)
+            return
 
         kind = fault.kind
         if kind == "reset":
@@ -226,6 +289,55 @@ class _Handler(BaseHTTPRequestHandler):
                                   "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}})
         else:
             raise ValueError(f"unknown Fault kind {kind!r}")
+
+    def _stream(self, req: dict, text: str, fault: str | None = None) -> None:
+        """Server-sent events over chunked transfer encoding, as vLLM and llama.cpp send them."""
+        srv = self.server
+        with srv.lock:
+            srv.counter += 1
+            cid = srv.counter
+        head = {"id": f"chatcmpl-fake-{cid}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": req.get("model", "fake-model")}
+        words = text.split(" ") if text else []
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+        def choice(delta: dict, finish: str | None = None) -> dict:
+            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+        events: list[str] = [json.dumps(choice({"role": "assistant", "content": ""}))]
+        events += [json.dumps(choice({"content": p})) for p in pieces]
+        events.append(json.dumps(choice({}, "stop")))
+        if fault == "no_choices":
+            events = [json.dumps({**head, "note": "no choices here"})]
+        if fault == "interrupted":
+            events = events[: 1 + len(pieces) // 2]
+        if (req.get("stream_options") or {}).get("include_usage"):
+            prompt = " ".join(str(m.get("content", "")) for m in req.get("messages", []) if isinstance(m, dict))
+            pt, ct = _count_tokens(prompt), _count_tokens(text)
+            usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+            events.append(json.dumps({**head, "choices": [], "usage": usage}))
+        events.append("[DONE]")
+        if fault == "malformed":
+            events.insert(1, "<html>502 Bad Gateway</html> not json {")
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i, ev in enumerate(events):
+                if fault == "truncated" and i == len(events) // 2:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)  # mid-body: the chunked message never completes
+                    return
+                if 0 < i <= len(pieces) and not self._wait(srv.token_delay):
+                    return
+                data = f"data: {ev}\n\n".encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True  # the client gave up
 
     def _completion(self, req: dict, text: str) -> dict:
         srv = self.server
@@ -266,6 +378,11 @@ class _Server(ThreadingHTTPServer):
     in_flight: int
     max_in_flight: int
     counter: int
+    copies: dict[str, int]
+    max_copies_in_flight: int
+    dropped: int
+    slot_sem: threading.Semaphore | None
+    token_delay: float
 
 
 def _echo(req: dict) -> str:
@@ -284,6 +401,8 @@ class FakeOpenAIServer:
         *,
         faults: Iterable[Fault] = (),
         model_names: Iterable[str] = ("fake-model",),
+        slots: int | None = None,
+        token_delay: float = 0.0,
     ):
         self._srv = _Server((host, port), _Handler)
         self._srv.responder = responder or _echo
@@ -295,10 +414,18 @@ class FakeOpenAIServer:
         self._srv.in_flight = 0
         self._srv.max_in_flight = 0
         self._srv.counter = 0
+        self._srv.copies = {}
+        self._srv.max_copies_in_flight = 0
+        self._srv.dropped = 0
+        self._srv.slot_sem = threading.Semaphore(slots) if slots else None
+        self._srv.token_delay = token_delay
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
+        from score_distill.models.endpoints import forget_endpoint
+
+        forget_endpoint(self.base_url)  # a new server on a port an old one used is a new endpoint
         if self._thread is None:
             self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05},
                                             name="fake-openai-server", daemon=True)
@@ -340,6 +467,15 @@ class FakeOpenAIServer:
     @property
     def max_in_flight(self) -> int:
         return self._srv.max_in_flight
+
+    @property
+    def max_copies_in_flight(self) -> int:
+        return self._srv.max_copies_in_flight
+
+    @property
+    def dropped(self) -> int:
+        """Queued requests dropped unserved because their client hung up (``slots`` only)."""
+        return self._srv.dropped
 
     def add_faults(self, *faults: Fault) -> None:
         with self._srv.lock:

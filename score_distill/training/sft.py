@@ -98,6 +98,7 @@ class TrainResult(BaseModel):
     n_untrained_steps: int = 0  # malformed student steps kept as context only
     tokens_per_epoch: int = 0
     trained_tokens_per_epoch: int = 0
+    tokens_seen: int | None = None  # tokens forwarded in training, padding excluded (compute accounting)
     eval_loss: float | None = None
     resumed_from: str | None = None
 
@@ -222,14 +223,10 @@ def _finalize_dir(tmp: Path, final: Path) -> None:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A local folder, or a built-in name: ``smollm2-135m`` (converted from the packaged GGUF once)."""
-    if Path(name_or_path).exists():
-        return str(name_or_path)
-    if name_or_path in ("smollm2-135m", "smollm2"):
-        from score_distill.models.smollm2 import ensure_smollm2_hf
+    """The project's one model resolver (:func:`score_distill.models.resolve.resolve_model`)."""
+    from score_distill.models.resolve import resolve_model
 
-        return str(ensure_smollm2_hf())
-    raise FileNotFoundError(f"model folder not found: {name_or_path} (give a local folder or 'smollm2-135m')")
+    return resolve_model(name_or_path)
 
 
 def last_complete_checkpoint(out: Path) -> str | None:
@@ -321,6 +318,7 @@ def train_sft(
         dataset_kwargs={},
         eval_strategy="no",
         disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",  # the compute a comparison reports (pipeline compute records)
     )
     model = _load_model(model_path, cfg, bf16)
     trainer = TrainedTokenSFTTrainer(
@@ -368,6 +366,7 @@ def train_sft(
         trained_tokens_per_epoch=stats["trained"],
         eval_loss=eval_loss,
         resumed_from=Path(last).name if last else None,
+        tokens_seen=int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0) or None,
     )
     if acc.is_main_process:
         tokenizer.save_pretrained(tmp)

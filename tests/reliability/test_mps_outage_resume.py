@@ -68,7 +68,8 @@ def test_teacher_outage_in_mps_stops_the_run_and_a_rerun_redoes_only_those_tasks
         teacher.down = True
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "4 of 4 tasks failed because the teacher could not be reached" in err and "Traceback" not in err
+        assert "4 of 4 tasks failed because the teacher answered with server errors (HTTP 5xx) (server_error: 4)" \
+            in " ".join(err.split()) and "Traceback" not in err
         assert "run the same command again" in err
         mps = run_dir / "mps" / "trajectories.jsonl"
         first = read_jsonl(mps, Trajectory)

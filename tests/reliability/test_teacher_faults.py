@@ -48,7 +48,11 @@ CASES: list[tuple[str, object, str, str | None, tuple[int, int]]] = [
     ("locate", Fault.malformed(), FAILED, "locate: bad_response", (PERSISTENT_TRANSPORT, 0)),
     ("locate", Fault.truncated(), FAILED, "locate: bad_response", (PERSISTENT_TRANSPORT, 0)),
     ("locate", Fault.no_choices(), FAILED, "locate: bad_response", (PERSISTENT_TRANSPORT, 0)),
-    ("locate", Fault.status(400), FAILED, "locate: http_400", (TEACHER_RETRIES + 1 + 1, 0)),  # +1: schema fallback
+    # Refused requests are final at once: not retried by the client nor by the teacher. (The endpoint has
+    # accepted json_schema already, so a bare 400 is this request's refusal, not the format's.)
+    ("locate", Fault.status(400), FAILED, "locate: http_400", (1, 0)),
+    ("locate", Fault.status(500, body='{"error": {"message": "1 validation error: Input should be a valid list"}}'),
+     FAILED, "locate: http_500", (1, 0)),
     ("locate", '{"verdict": "step 2 is wrong"}', FAILED, "locate: wrong schema", (PERSISTENT_INVALID, 0)),
     ("locate", '{"is_correct": false, "error_analys', FAILED, "locate: invalid JSON", (PERSISTENT_INVALID, 0)),
     ("locate", "", FAILED, "locate: empty reply", (PERSISTENT_INVALID, 0)),
