@@ -53,7 +53,7 @@ _TARGET = _Target()
 # Results and bars: stderr, so stdout carries only the final table.
 terminal = Console(stderr=True)
 # The pipeline's running commentary: stderr until configure() points it at the run's log.
-detail: Console = _DetailConsole(file=_TARGET)  # type: ignore[arg-type]
+detail: Console = _DetailConsole(file=_TARGET, soft_wrap=True)  # type: ignore[arg-type]
 _state: dict[str, Any] = {"handlers": [], "verbose": True, "log": None}
 
 
