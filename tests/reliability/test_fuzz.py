@@ -77,7 +77,8 @@ def corruptions(draw):
     if how == "invalid_utf8":
         good = json.dumps(_valid_line(99)).encode()
         at = draw(st.integers(1, len(good) - 1))
-        return how, good[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"])) + good[at:], None
+        bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"]))
+        return how, good[:at] + bad + good[at:], None
     if how == "not_object":
         return how, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=5),
                                                st.none()))).encode(), None
