@@ -87,7 +87,7 @@ class VLLMWeightSync:
     """
 
     def __init__(self, base_url: str):
-        # Lazy: only the vLLM rollout backend needs it, and it wants the optional vllm extra's packages.
+        # Lazy: only the vLLM rollout backend needs it, and where the vllm extra is installed it loads vllm (slow).
         from trl.generation.vllm_client import VLLMClient
 
         self.client = VLLMClient(base_url=base_url, connection_timeout=120)
