@@ -50,7 +50,7 @@ def tensorboard_rl(ctx: Any, cfg: Any, stage: str) -> None:
     log = ctx.stage_dir(stage) / "log.jsonl"
     if not cfg.tracking.tensorboard or not log.exists():
         return
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # lazy, like run_rl_stage: importing the stages stays torch-free
 
     w = SummaryWriter(str(ctx.run.path / "tensorboard" / stage))
     for row in read_jsonl(log):
