@@ -86,7 +86,7 @@ def report(rows: list[dict[str, Any]], out: Path) -> None:
                   f"{_fmt(r['final_loss'], '.3f'):>6}  {suite:<10} {m['success_mean']:>7.0%} "
                   f"{_fmt(m['progress'], '.0%'):>8} {m['format_error_rate']:>7.2f} {m['finished_rate']:>8.0%}")
     write_json(out / "data_scaling.json", {"rows": rows})
-    import matplotlib
+    import matplotlib  # lazy: the headless backend must be chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     args = ap.parse_args(argv)
 
+    # Imported after argument parsing so that `--help` and argument errors answer at once.
     import torch
 
     from score_distill.agent import format as fmt

@@ -111,7 +111,7 @@ def summarise(name: str, records: list[Trajectory], bc: float, seconds: float) -
 
 
 def plot(rows: list[dict[str, Any]], base: dict[str, Any], bc: float, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: the headless backend must be chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

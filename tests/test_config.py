@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from score_distill.config import ConfigError, load_config, parse_override
 
@@ -81,8 +82,6 @@ def test_rl_rollout_settings_are_an_override_of_agent():
     rl = load_config(preset="tiny", overrides=["rl.agent.max_steps=4", "rl.agent.temperature=null"]).rl_config()
     assert rl.max_steps == 4 and rl.temperature == cfg.agent.sampling.temperature
     # The dumped config has no copies to disagree with.
-    import yaml
-
     from score_distill.config import dump_config
 
     dumped = yaml.safe_load(dump_config(cfg))["rl"]

@@ -28,7 +28,8 @@ def policy(tmp_path_factory):
 def prompts(policy, system=True):
     out = []
     for q in QUESTIONS:
-        msgs = ([{"role": "system", "content": fmt.system_prompt()}] if system else []) + [{"role": "user", "content": q}]
+        head = [{"role": "system", "content": fmt.system_prompt()}] if system else []
+        msgs = head + [{"role": "user", "content": q}]
         out.append(policy.chat_glue().prompt(msgs))
     return out
 

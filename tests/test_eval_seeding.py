@@ -38,7 +38,8 @@ def content(path):
 
 def test_interrupted_then_resumed_evaluation_equals_an_uninterrupted_one(tmp_path, pool):
     model = build_tiny_model(tmp_path / "m", seed=0)
-    suites = {"math": make_tasks("math", 3, 2, seed=0, split="eval"), "more": make_tasks("math", 2, 3, seed=5, split="eval")}
+    suites = {"math": make_tasks("math", 3, 2, seed=0, split="eval"),
+              "more": make_tasks("math", 2, 3, seed=5, split="eval")}
     agent = AgentConfig(max_steps=2, max_new_tokens=12, max_live_episodes=8)
     sampling = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
 

@@ -77,7 +77,8 @@ def test_distinctive_answers_count_anywhere_in_thought_or_literals():
     assert leaks_answer(act('web_search("Goulburn politician born in Adelaide")'), ref, obs, q)
     assert leaks_answer(Step(kind="plan", thought="The politician was born in Adelaide, so ..."), ref, obs, q)
     assert not leaks_answer(act('web_search("Goulburn politician birthplace")'), ref, obs, q)
-    assert not leaks_answer(act('final_answer_print("Adelaide")'), ref, [*obs, "... was born in Adelaide, South Australia"], q)
+    seen = [*obs, "... was born in Adelaide, South Australia"]
+    assert not leaks_answer(act('final_answer_print("Adelaide")'), ref, seen, q)
     # words, not substrings: "Adelaide" is not in "Adelaide's"? it is (word boundary before the apostrophe)
     assert leaks_answer(act('print("Adelaide\'s hospital")'), ref, obs, q)
     assert not leaks_answer(act('print("Adelaidean")'), ref, obs, q)
@@ -176,7 +177,8 @@ def test_guards_on_reference_teacher_steps():
     # The method notes "about a quarter" of the reference's teacher steps talk like corrections.
     assert 0.18 <= len(flagged) / len(rows) <= 0.32, len(flagged)
     tp = len(flagged & GOLD_CORRECTION)
-    assert tp / len(flagged) >= 0.9 and tp / len(GOLD_CORRECTION) >= 0.85, (flagged - GOLD_CORRECTION, GOLD_CORRECTION - flagged)
+    assert tp / len(flagged) >= 0.9 and tp / len(GOLD_CORRECTION) >= 0.85, (
+        flagged - GOLD_CORRECTION, GOLD_CORRECTION - flagged)
     leaked = {i for i, (s, ans, q, obs) in enumerate(rows) if leaks_answer(s, ans, obs, q)}
     tp = len(leaked & GOLD_LEAK)
     assert tp / max(1, len(leaked)) >= 0.85 and tp / len(GOLD_LEAK) >= 0.85, (leaked - GOLD_LEAK, GOLD_LEAK - leaked)

@@ -88,7 +88,8 @@ def test_locate_retries_bounded_failures_recorded_indices_converted():
         reqs = srv.chat_requests
     assert len(vs) == 5
     a, b, c, d, e = vs
-    assert (a.is_correct, a.first_error_step, a.failure, a.analysis, a.suggestion) == (False, 1, None, "wrong formula", "divide by 24")
+    assert (a.is_correct, a.first_error_step, a.failure, a.analysis, a.suggestion) == (
+        False, 1, None, "wrong formula", "divide by 24")
     assert a.usage.calls == 1 and a.usage.failures == 0 and a.usage.prompt_tokens > 0
     assert b.first_error_step == 3 and b.failure is None and b.usage.calls == 3 and b.usage.failures == 2
     assert c.failure == "step index 0 out of range (1..4 or -1)" and c.first_error_step is None
@@ -106,7 +107,8 @@ def test_locate_retries_bounded_failures_recorded_indices_converted():
     assert "invalid JSON" in retry[-1]["content"]
     # the reviewer sees the reference answer and numbered steps; unfinished runs are said to be so
     first = script.seen["TASK-D"][0]["messages"][1]["content"]
-    assert "Reference answer: \\boxed{1680}" in first and "Step 4:" in first and "without giving a final answer" in first
+    assert "Reference answer: \\boxed{1680}" in first and "Step 4:" in first
+    assert "without giving a final answer" in first
     assert teacher.usage.calls == 1 + 3 + 3 + 1
 
 
@@ -210,7 +212,8 @@ def test_correct_skips_verdicts_without_a_located_error():
 def test_scrub_drops_sentences_that_carry_the_answer():
     text = "The plan ignores rotations. The reference answer is 1680. Divide 8! by 24 to get 1680."
     assert prompts.scrub_answer(text, "\\boxed{1680}") == "The plan ignores rotations."
-    assert prompts.scrub_answer("The search found the wrong city.", "\\boxed{Adelaide}") == "The search found the wrong city."
+    clean = "The search found the wrong city."
+    assert prompts.scrub_answer(clean, "\\boxed{Adelaide}") == clean
 
 
 # ----------------------------------------------------------------------------- solve
@@ -221,7 +224,8 @@ def solver(req: dict) -> str:
     assert "Compute every value with code" in msgs[0]["content"]  # the teacher's guidance
     if not any(m["role"] == "assistant" for m in msgs):
         return PLAN
-    return "<thought>Divide by the rotations.</thought>\n<code>\nimport math\nfinal_answer_print(math.factorial(8) // 24)\n</code>"
+    return ("<thought>Divide by the rotations.</thought>\n"
+            "<code>\nimport math\nfinal_answer_print(math.factorial(8) // 24)\n</code>")
 
 
 def test_solve_runs_the_agent_loop_in_the_sandbox():

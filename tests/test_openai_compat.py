@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import openai
 import pytest
 
 from score_distill.models.base import Completion, Policy, SamplingParams
@@ -380,8 +381,6 @@ def test_ping_is_bounded_by_the_timeout():
 
 
 def test_fake_server_default_echo_and_n_choices():
-    import openai
-
     with FakeOpenAIServer() as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         r = client.chat.completions.create(model="fake-model", messages=CHAT, n=2)

@@ -86,7 +86,10 @@ def execute(task: Task, steps: list[Step], sb) -> Trajectory:
         if s.final_answer is not None:
             tr.final_answer = s.final_answer
             break
-    tr.outcome = "unfinished" if tr.final_answer is None else ("correct" if is_correct(task, tr.final_answer) else "wrong")
+    if tr.final_answer is None:
+        tr.outcome = "unfinished"
+    else:
+        tr.outcome = "correct" if is_correct(task, tr.final_answer) else "wrong"
     return tr
 
 
@@ -232,7 +235,8 @@ def test_solve_reaches_the_answer(suite, pool):
     for h in (2, 4, 8):
         tasks = make_tasks(suite, 20, h, seed=11)
         trajs = oracle.solve(tasks)
-        bad = [(t.task.id, t.final_answer, t.task.answer, t.steps[-1].observation[:200]) for t in trajs if not t.correct]
+        bad = [(t.task.id, t.final_answer, t.task.answer, t.steps[-1].observation[:200])
+               for t in trajs if not t.correct]
         assert not bad, bad
         for t in trajs:
             assert t.steps[0].kind == "plan" and all(s.origin == "teacher" for s in t.steps)
@@ -258,7 +262,8 @@ def test_verified_progress_counts_key_steps_before_the_first_error():
     task = make_tasks("math", 1, 4, seed=3)[0]
     acts = _actions(task)
     solved = _mk(task, [(a["code"], a["value"], None) for a in acts], final=task.answer)
-    two_then_wrong = _mk(task, [(a["code"], a["value"], None) for a in acts[:2]] + [("c = 5\nprint(c)", "999331", None)])
+    two_then_wrong = _mk(task, [(a["code"], a["value"], None) for a in acts[:2]]
+                         + [("c = 5\nprint(c)", "999331", None)])
     two_then_stuck = _mk(task, [(a["code"], a["value"], None) for a in acts[:2]])  # ran out of steps
     wrong_first = _mk(task, [("a = 1\nprint(a)", "999331", None), *[(a["code"], a["value"], None) for a in acts]])
     assert verified_progress(solved) == 1.0

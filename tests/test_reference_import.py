@@ -106,15 +106,22 @@ def test_our_trajectory_exports_to_reference_and_back(tmp_path):
     t = Trajectory(
         task=Task(id="q1", question="2+3?", answer="5"), steps=[plan, right, fin], final_answer="5",
         outcome="correct", score=1.0,
-        corrections=[Correction(step_index=1, prefix=[plan], chosen=right, rejected=wrong, analysis="A", suggestion="S")],
+        corrections=[
+            Correction(step_index=1, prefix=[plan], chosen=right, rejected=wrong, analysis="A", suggestion="S")
+        ],
     )
     write_reference_trajectories(tmp_path / "x_mps_trajectories.jsonl", [t])
     back = load_reference_trajectories(tmp_path / "x_mps_trajectories.jsonl")[0]
-    assert [(s.kind, s.thought, s.code, s.origin) for s in back.steps] == [(s.kind, s.thought, s.code, s.origin) for s in t.steps]
+    def fields(steps):
+        return [(s.kind, s.thought, s.code, s.origin) for s in steps]
+
+    assert fields(back.steps) == fields(t.steps)
     c = back.corrections[0]
-    assert (c.step_index, c.chosen.code, c.rejected.code, c.analysis, c.suggestion) == (1, "print(2+3)", "print(2+2)", "A", "S")
+    assert (c.step_index, c.chosen.code, c.rejected.code, c.analysis, c.suggestion) == (
+        1, "print(2+3)", "print(2+2)", "A", "S")
     assert back.outcome == "correct" and back.final_answer == "5"
-    assert to_reference_record(back)["repair_steps"][0]["context_before_intervention"].startswith("Step 1:\nFirst Thought: Add them.")
+    context = to_reference_record(back)["repair_steps"][0]["context_before_intervention"]
+    assert context.startswith("Step 1:\nFirst Thought: Add them.")
 
 
 def test_malformed_line_names_file_and_line(tmp_path):

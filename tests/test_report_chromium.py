@@ -27,7 +27,8 @@ def _find_chromium() -> str | None:
 
 CHROMIUM = _find_chromium()
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not found (/usr/bin/chromium or `chromium` on PATH): apt-get install chromium"
+    CHROMIUM is None,
+    reason="headless Chromium not found (/usr/bin/chromium or `chromium` on PATH): apt-get install chromium",
 )
 
 
@@ -112,8 +113,8 @@ def test_screenshot(report, tmp_path):
     """A PNG to look at (kept at $SCORE_DISTILL_REPORT_SHOT when set); here only checked to be a real image."""
     html, profile = report
     out = Path(os.environ.get("SCORE_DISTILL_REPORT_SHOT", tmp_path / "report.png"))
-    _chromium(["--window-size=1300,5200", "--hide-scrollbars", f"--screenshot={out}", html.as_uri() + "#traj=traj-0003"],
-              profile)
+    _chromium(["--window-size=1300,5200", "--hide-scrollbars", f"--screenshot={out}",
+               html.as_uri() + "#traj=traj-0003"], profile)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 100_000  # a blank page compresses to a few KB
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

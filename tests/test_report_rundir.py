@@ -55,7 +55,8 @@ LEVELS = {
 }
 
 
-def _step(kind: str, thought: str, code: str = "", obs: str = "", origin: str = "student", final: str | None = None) -> Step:
+def _step(kind: str, thought: str, code: str = "", obs: str = "", origin: str = "student",
+          final: str | None = None) -> Step:
     return Step(kind=kind, thought=thought, code=code, observation=obs if kind == "action" else "None",
                 origin=origin, final_answer=final, prompt_tokens=300, completion_tokens=60)
 
@@ -145,16 +146,19 @@ def make_summary(trajs: list[Trajectory] | None, seed: int = 0) -> dict:
         policies[pol] = {}
         for suite, m in zip(SUITES, levels):
             per_seed = [min(1.0, max(0.0, round(m + rng.uniform(-0.03, 0.03), 3))) for _ in range(3)]
-            policies[pol][suite] = {"success_mean": statistics.fmean(per_seed), "success_std": statistics.pstdev(per_seed),
-                                    "per_seed": per_seed, "mean_steps": 3.2 + rng.random(),
+            policies[pol][suite] = {"success_mean": statistics.fmean(per_seed),
+                                    "success_std": statistics.pstdev(per_seed), "per_seed": per_seed,
+                                    "mean_steps": 3.2 + rng.random(),
                                     "format_error_rate": 0.02 + 0.1 * rng.random(), "n_tasks": 50}
     summary = {
         "run": {"name": "cpu-smoke <demo>", "created": "2026-03-02T14:05:00Z", "config_path": "configs/cpu_smoke.yaml",
                 "seconds": 5230.4, "machine": {"host": "ci-runner", "cpu": "2 cores", "torch": "2.13.0+cpu"}},
         "policies": policies,
         "teacher_tokens": {
-            "bc_init": {"calls": 120, "prompt_tokens": 240000, "completion_tokens": 96000, "retained": 60, "per_retained": 5600.0},
-            "mps": {"calls": 410, "prompt_tokens": 700000, "completion_tokens": 52000, "retained": 368, "per_retained": 2043.5},
+            "bc_init": {"calls": 120, "prompt_tokens": 240000, "completion_tokens": 96000, "retained": 60,
+                        "per_retained": 5600.0},
+            "mps": {"calls": 410, "prompt_tokens": 700000, "completion_tokens": 52000, "retained": 368,
+                    "per_retained": 2043.5},
         },
         "stages": {"bc_init": {"seconds": 610.2, "status": "done"}, "mps": {"seconds": 2400.0, "status": "done"},
                    "score_sft": {"seconds": 900.5, "status": "done"}, "score_rl": {"seconds": 1300.1, "status": "done"},
@@ -178,7 +182,8 @@ def make_rl_log(n: int = 24, seed: int = 0) -> list[dict]:
                    "no_final_answer": 4}
         rewards = [1.0] * correct + [0.5] * teacher + [0.0] * repeat + [0.1] * other + [0.0] * 4
         out.append({"step": step, "reward_mean": statistics.fmean(rewards), "reward_std": statistics.pstdev(rewards),
-                    "reasons": reasons, "loss": 0.05 * rng.uniform(-1, 1), "kl": 0.001 * step, "seconds": 40 + rng.random()})
+                    "reasons": reasons, "loss": 0.05 * rng.uniform(-1, 1), "kl": 0.001 * step,
+                    "seconds": 40 + rng.random()})
     return out
 
 

@@ -51,7 +51,8 @@ def test_each_reward_case():
     ]
     got = rewards(cases)
     assert [(r.reward, r.reason) for r in got] == [
-        (1.0, "correct"), (0.5, "teacher_equivalent"), (0.0, "repeats_mistake"), (0.1, "other"), (0.0, "no_final_answer")]
+        (1.0, "correct"), (0.5, "teacher_equivalent"), (0.0, "repeats_mistake"), (0.1, "other"),
+        (0.0, "no_final_answer")]
     assert got[1].method == "same_code" and got[2].method == "same_code"
     assert reason_counts(got) == {"correct": 1, "teacher_equivalent": 1, "repeats_mistake": 1, "other": 1,
                                   "no_final_answer": 1, "wrong": 0, "answers_wrong": 0}

@@ -17,7 +17,8 @@ from score_distill.sandbox import SandboxConfig, SandboxPool
 from score_distill.stages.rl import run_rl_stage
 from score_distill.trajectory import Step, Task, ToolCall
 
-TASK = Task(id="t1", question="Find the secret number plus 3.", answer="43", tools=["python", "web_search", "final_answer_print"])
+TASK = Task(id="t1", question="Find the secret number plus 3.", answer="43",
+            tools=["python", "web_search", "final_answer_print"])
 PREFIX = [
     Step(kind="plan", thought="Look the number up, then add 3."),
     Step(thought="search", code="r = web_search('secret')\nx = int(r)\nprint(x)", observation="40",

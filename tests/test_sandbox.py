@@ -121,7 +121,8 @@ def _check_no_connect(sb):
     accepted = []
     t = threading.Thread(target=lambda: accepted.append(_accept(srv)))
     t.start()
-    r = sb.run(f"import socket\ns = socket.socket()\ns.settimeout(1)\ns.connect(('127.0.0.1', {port}))\nprint('connected')")
+    r = sb.run(f"import socket\ns = socket.socket()\ns.settimeout(1)\n"
+               f"s.connect(('127.0.0.1', {port}))\nprint('connected')")
     t.join()
     srv.close()
     assert r.error in ("OSError", "ConnectionRefusedError", "PermissionError", "TimeoutError"), r

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from peft import PeftModel
 from pydantic import ValidationError
 from test_tokenize_tiny_model import tiny_model_dir
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from score_distill.training.sft import NoTrainedToken, SFTConfig, TrainResult, train_sft
 from score_distill.trajectory import Step, Task, Trajectory
@@ -74,8 +75,6 @@ def test_loss_falls_on_fixed_seed(tiny, tmp_path):
 
 
 def test_lora_merges_into_a_plain_loadable_model(tiny, tmp_path):
-    from peft import PeftModel
-
     res = train_sft(tiny, _records(), _cfg(lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0), tmp_path / "lora")
     final = Path(res.model_dir)
     assert not (final / "adapter_config.json").exists()
@@ -131,8 +130,6 @@ def test_resume_refuses_other_settings_or_data(tiny, tmp_path):
 
 
 def test_truncation_drops_examples_without_trained_tokens(tiny, tmp_path):
-    from transformers import AutoTokenizer
-
     from score_distill.training.sft import tokenize_records
 
     tok = AutoTokenizer.from_pretrained(tiny)
@@ -191,8 +188,6 @@ def test_entry_point_names_bad_line(tiny, tmp_path):
 def test_malformed_student_steps_are_context_not_training_data(tiny):
     """A student step the parser repaired (here: no code block, re-rendered with an empty one) stays in
     the conversation but carries no loss; clean student steps and teacher steps are trained."""
-    from transformers import AutoTokenizer
-
     from score_distill.training.chat_tokenize import trained_text
     from score_distill.training.sft import tokenize_records
 

@@ -143,7 +143,8 @@ def test_evaluation_scores_judged_benchmarks_with_the_judge_and_never_asks_twice
         assert {k: v["success_mean"] for k, v in res2.items()} == {k: v["success_mean"] for k, v in res.items()}
     assert [json.loads(x)["task_id"] for x in cache.read_text().splitlines()].count("deep1") == 1
     # Configurable from the run configuration.
-    rc = load_config(None, preset="tiny", overrides=[f"eval.judge.base_url={srv.base_url}", "eval.judge.model=judge-model"])
+    rc = load_config(None, preset="tiny",
+                     overrides=[f"eval.judge.base_url={srv.base_url}", "eval.judge.model=judge-model"])
     assert rc.eval.judge.model == "judge-model"
 
 

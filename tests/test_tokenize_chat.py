@@ -146,7 +146,8 @@ def test_template_that_rewrites_earlier_turns_is_rejected(tiny_tok):
     # Like reasoning templates that drop earlier turns' content: prefix renderings are not prefixes.
     tok = AutoTokenizer.from_pretrained(tiny_tok.name_or_path)
     tok.chat_template = (
-        "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}{{'<|im_start|>assistant\n<|im_end|>\n'}}"
+        "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+        "{{'<|im_start|>assistant\n<|im_end|>\n'}}"
         "{% else %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}"
     )
@@ -160,7 +161,10 @@ def test_boundary_merge_is_detected(tiny_tok):
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     msgs = [{"role": "user", "content": "<th"}, {"role": "assistant", "content": "ought>compute"}]
     whole = tok("<thought>compute", add_special_tokens=False)["input_ids"]
-    split = tok("<th", add_special_tokens=False)["input_ids"] + tok("ought>compute", add_special_tokens=False)["input_ids"]
+    def ids(s: str) -> list[int]:
+        return tok(s, add_special_tokens=False)["input_ids"]
+
+    split = ids("<th") + ids("ought>compute")
     assert whole != split  # the premise: this tokenizer merges across the boundary
     with pytest.raises(ChatTemplateError, match="whole conversation"):
         tokenize_chat(tok, msgs)

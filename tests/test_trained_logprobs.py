@@ -7,6 +7,7 @@ import torch
 from test_sft_trainer import _cfg, _records
 from test_tokenize_tiny_model import tiny_model_dir
 from transformers import AutoModelForCausalLM
+from trl.kernels import ChunkedLogProbFunction
 
 from score_distill.training import trained_logprobs as tl
 from score_distill.training.sft import train_sft
@@ -73,8 +74,6 @@ def test_packed_padded_and_full_logits_give_the_same_loss_and_gradients(tiny):
 
 
 def test_lm_head_runs_on_trained_positions_only(tiny, monkeypatch):
-    from trl.kernels import ChunkedLogProbFunction
-
     seen = []
     orig = ChunkedLogProbFunction.apply
 

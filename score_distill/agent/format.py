@@ -27,7 +27,9 @@ PLAN_STOP_STRINGS = ["</first_thought>"]
 
 TOOL_DOCS = {
     "python": "The Python interpreter itself: variables persist between your steps; use print() to see values.",
-    "web_search": "web_search(query: str) -> str: searches the document collection and returns the top results as text.",
+    "web_search": (
+        "web_search(query: str) -> str: searches the document collection and returns the top results as text."
+    ),
     "final_answer_print": "final_answer_print(answer): submits your final answer and ends the task.",
 }
 

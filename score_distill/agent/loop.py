@@ -52,7 +52,9 @@ class AgentConfig(BaseModel):
     max_live_episodes: int = Field(64, ge=1, description="Episodes (and interpreters) alive at once.")
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     correct_threshold: float = Field(1.0, description="Score at or above which an answer counts as correct.")
-    system_prompt: str | None = Field(None, description="Override the CodeAct system prompt (None: built from the task's tools).")
+    system_prompt: str | None = Field(
+        None, description="Override the CodeAct system prompt (None: built from the task's tools)."
+    )
 
 
 @dataclass
@@ -291,7 +293,7 @@ def _run_in_rounds(policy: Policy, queue: list[EpisodeStart], pool: Any, cfg: Ag
 def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: Any, cfg: AgentConfig,
                    tools_for: ToolsFor, origin: Origin, stop: list[str], finish: Callable[[int, _Live], None]) -> None:
     """Every episode on the policy's rollout engine: ids in, ids out, no re-encoding (module docstring)."""
-    import torch
+    import torch  # lazy: `score-distill --help` imports this module (AgentConfig); endpoint runs never need torch
 
     from score_distill.engine import WAIT, Continue, Request
 

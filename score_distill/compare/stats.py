@@ -45,7 +45,7 @@ def paired_episodes(runs_a: Iterable[Episodes], runs_b: Iterable[Episodes]) -> l
 
 def sign_test(better: int, worse: int) -> float:
     """Two-sided exact sign test over the tasks that differ (1.0 when none differs)."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # lazy: `score-distill --help` imports this module (via compare.study)
 
     n = better + worse
     return float(binomtest(better, n).pvalue) if n else 1.0

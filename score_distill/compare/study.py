@@ -370,6 +370,7 @@ def record_prefix(runs: list[dict[str, Any]], eval_n: int | None) -> str:
 
 
 def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path, prefix: str = "") -> None:
+    # Lazy: the CLI builds its parser from this module; the backend must be chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset, load_from_disk
+
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import DataError, read_jsonl, write_jsonl
 
@@ -38,8 +40,6 @@ def to_rows(trajs: list[Trajectory], system: str | None = None) -> list[dict[str
 
 
 def to_hf_dataset(trajs: list[Trajectory], system: str | None = None):
-    from datasets import Dataset
-
     return Dataset.from_list(to_rows(trajs, system))
 
 
@@ -47,8 +47,6 @@ def save_trajectories_dataset(trajs: list[Trajectory], out_dir: str | Path, syst
     """``out_dir/hf`` (``save_to_disk``) and ``out_dir/data.jsonl`` (same rows, one per line)."""
     out = Path(out_dir)
     rows = to_rows(trajs, system)
-    from datasets import Dataset
-
     Dataset.from_list(rows).save_to_disk(str(out / "hf"))
     write_jsonl(out / "data.jsonl", rows)
     return out
@@ -58,8 +56,6 @@ def load_trajectories(path: str | Path) -> list[Trajectory]:
     """From a ``save_to_disk`` folder or a JSONL file written by :func:`save_trajectories_dataset`."""
     p = Path(path)
     if p.is_dir():
-        from datasets import load_from_disk
-
         ds = load_from_disk(str(p / "hf" if (p / "hf").exists() else p))
         out = []
         for i, row in enumerate(ds):

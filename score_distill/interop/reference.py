@@ -251,7 +251,8 @@ def reference_record_to_trajectory(rec: dict, path: str | Path = "<record>", lin
 
 
 def _analysis_text(c: Correction) -> str:
-    return f"Error Analysis: {c.analysis}\nCorrection Suggestion: {c.suggestion}\nCorrection Start Step: {c.step_index + 1}"
+    return (f"Error Analysis: {c.analysis}\nCorrection Suggestion: {c.suggestion}\n"
+            f"Correction Start Step: {c.step_index + 1}")
 
 
 def _context_text(prefix: list[Step]) -> str:
@@ -262,7 +263,8 @@ def _context_text(prefix: list[Step]) -> str:
         if s.kind == "plan":
             parts.append(f"Step {i}:\nFirst Thought: {s.thought}\n")
         else:
-            parts.append(f"Step {i}:\nThought: {s.thought}\nCode:\n```python\n{s.code}\n```\nObservation: {s.observation}\n\n\n")
+            parts.append(f"Step {i}:\nThought: {s.thought}\nCode:\n```python\n{s.code}\n```\n"
+                         f"Observation: {s.observation}\n\n\n")
     return "".join(parts)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score_distill.models.base import Chat, Completion, SamplingParams
 
@@ -44,7 +45,6 @@ def default_device_dtype(device: str | torch.device | None = None,
 def load_student(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for "smollm2-135m", "tiny", a local HF folder, or a hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_student_path(name_or_path)
     dev, dt = default_device_dtype(device, dtype)

@@ -118,6 +118,7 @@ def build_dir_once(
 
 
 def _convert(out_dir: Path) -> None:
+    # Lazy: only the one-time conversion needs transformers; the path look-ups (resolve, doctor) stay light.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()

@@ -14,6 +14,11 @@ import os
 import random
 from pathlib import Path
 
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
 from score_distill.agent import format as fmt
 from score_distill.models.smollm2 import build_dir_once
 
@@ -24,7 +29,8 @@ BUILD_FORMAT = 2  # bump when the build changes, so cached folders are rebuilt
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
     "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endif %}"
@@ -50,16 +56,14 @@ def _corpus() -> list[str]:
             fmt.render_action(f"I multiply {b} by the number of weeks and add {a}.", code),
             fmt.render_observation(str(a + b * (b % 7 + 1))),
             fmt.render_action("The result is known, so I submit it.", f"final_answer_print({a + b * (b % 7 + 1)})"),
-            fmt.render_action(f"I search for facts about {n}.", f'results = web_search("{who} {n} history")\nprint(results)'),
+            fmt.render_action(f"I search for facts about {n}.",
+                              f'results = web_search("{who} {n} history")\nprint(results)'),
             f"for i in range({b}):\n    if i % {b % 5 + 2} == 0:\n        print(i, i ** 2)",
         ]
     return texts
 
 
 def _train_tokenizer(vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -91,13 +95,9 @@ def build_tiny_model(
 
     Calling again with the same arguments reuses the folder; other arguments rebuild it.
     """
-    import torch
-    import transformers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
     corpus_hash = hashlib.sha256("\n".join(_corpus()).encode()).hexdigest()[:16]
-    manifest = {"kind": "tiny-llama", "format": BUILD_FORMAT, "seed": seed, "hidden": hidden, "layers": layers, "heads": heads,
-                "kv_heads": kv_heads, "intermediate": intermediate, "vocab_size": vocab_size,
+    manifest = {"kind": "tiny-llama", "format": BUILD_FORMAT, "seed": seed, "hidden": hidden, "layers": layers,
+                "heads": heads, "kv_heads": kv_heads, "intermediate": intermediate, "vocab_size": vocab_size,
                 "max_positions": max_positions, "corpus": corpus_hash, "transformers": transformers.__version__}
 
     def build(tmp: Path) -> None:

@@ -1,7 +1,8 @@
 """Training compute of a policy, cumulative from the untrained student.
 
 ``{sft_steps, sft_tokens, rl_updates, rl_tokens}``: SFT optimizer steps and the tokens of the sequences they
-forwarded (padding excluded), RL policy updates and the tokens of the rollout sequences they trained on (each
+forwarded (padding excluded), RL optimizer steps (several per rollout batch with mini-batches; none for a
+batch without reward spread) and the tokens of the rollout sequences they trained on (each
 optimisation pass counted). Each training stage writes its policy's figure into its ``stage.json`` as its
 base's figure plus its own, so SCoRe-RL's includes BC init's and SCoRe-SFT's steps.
 """

@@ -35,7 +35,9 @@ def train_rl(ctx: Any, cfg: Any, stage: str, rl_cfg: RLConfig, items: list) -> d
                              None, pool=ctx.res.pool, progress="RL rollouts")
     log = read_jsonl(ctx.stage_dir(stage) / "log.jsonl")
     tokens = [row.get("train_tokens") for row in log]
-    after = compute.plus(before, rl_updates=len(log), rl_tokens=None if None in tokens else sum(tokens))
+    # Optimizer steps taken, not rollout batches: a batch whose groups all tie takes none (rl/grpo.py).
+    steps = sum(int(row.get("optimizer_steps", 1)) for row in log)
+    after = compute.plus(before, rl_updates=steps, rl_tokens=None if None in tokens else sum(tokens))
     kinds: dict[str, int] = {}
     for it in items:
         kinds[it.kind] = kinds.get(it.kind, 0) + 1
@@ -47,7 +49,7 @@ def tensorboard_rl(ctx: Any, cfg: Any, stage: str) -> None:
     log = ctx.stage_dir(stage) / "log.jsonl"
     if not cfg.tracking.tensorboard or not log.exists():
         return
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # lazy, like run_rl_stage: importing the stages stays torch-free
 
     w = SummaryWriter(str(ctx.run.path / "tensorboard" / stage))
     for row in read_jsonl(log):

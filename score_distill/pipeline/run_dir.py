@@ -56,7 +56,7 @@ def git_revision() -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    import torch
+    import torch  # lazy: the CLI imports this module on start-up (`score-distill --help`)
 
     info: dict[str, Any] = {
         "platform": platform.platform(),

@@ -71,7 +71,10 @@ def select_trajectories(trajs: list[Trajectory], cap: int = MAX_TRAJECTORIES) ->
     """At most ``cap``, the instructive ones first (corrected, then hard-to-teach), file order within."""
     if len(trajs) <= cap:
         return list(trajs)
-    rank = sorted(range(len(trajs)), key=lambda i: (0 if trajs[i].corrections else 1 if trajs[i].hard_to_teach else 2, i))
+    def order(i: int) -> tuple[int, int]:
+        return (0 if trajs[i].corrections else 1 if trajs[i].hard_to_teach else 2, i)
+
+    rank = sorted(range(len(trajs)), key=order)
     keep = sorted(rank[:cap])
     return [trajs[i] for i in keep]
 

@@ -55,7 +55,9 @@ def rl_compute(rl_dir: Path) -> dict[str, int] | None:
     if not log.exists():
         return None
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return {"rl_updates": len(rows), "rl_steps": sum(int(r.get("optimizer_steps", 0)) for r in rows),
+    # rl_updates: optimizer steps taken, as the pipeline's compute record counts them (a rollout batch without
+    # reward spread takes none).
+    return {"rl_updates": sum(int(r.get("optimizer_steps", 1)) for r in rows), "rl_batches": len(rows),
             "rl_tokens": sum(int(r.get("tokens", 0)) for r in rows)}
 
 

@@ -102,7 +102,8 @@ def _meta(s: Summary | None, run_dir: Path) -> str:
 def _results(rf: RunFiles) -> str:
     s = rf.summary
     if s is None or not s.policies:
-        body = _error(rf, SUMMARY_FILE) or _not_run(f"no evaluation results ({SUMMARY_FILE} absent or without 'policies')")
+        body = _error(rf, SUMMARY_FILE) or _not_run(
+            f"no evaluation results ({SUMMARY_FILE} absent or without 'policies')")
         return _section("results", "Results", body)
     raw = s.model_dump()
     compute, teacher = policy_compute(raw, rf.run_dir), teacher_cost(raw)
@@ -144,7 +145,8 @@ def _mps(rf: RunFiles) -> str:
     if mps is None:
         return _section("mps", "Mentored problem solving", err or _not_run(f"no MPS statistics ({MPS_FILE} absent)"))
     kpis = [("tasks", mps.n_tasks), ("hard to teach", mps.hard_to_teach), ("failed after corrections", mps.failed)]
-    kpi_html = "".join(f'<div class="kpi"><b>{"–" if v is None else v}</b><span>{escape(k)}</span></div>' for k, v in kpis)
+    kpi_html = "".join(
+        f'<div class="kpi"><b>{"–" if v is None else v}</b><span>{escape(k)}</span></div>' for k, v in kpis)
     svg = plots.mps_histograms(mps)
     cap = ("Left: solved tasks by the number of teacher corrections they needed, then hard-to-teach (teacher could "
            "not locate the error) and still-wrong tasks. Right: where the first critical error was (0-based step "
@@ -214,7 +216,8 @@ def _run_section(rf: RunFiles) -> str:
 
 
 def build_html(rf: RunFiles) -> str:
-    title = f"score-distill report: {rf.summary.run.name}" if rf.summary and rf.summary.run.name else "score-distill report"
+    named = rf.summary and rf.summary.run.name
+    title = f"score-distill report: {rf.summary.run.name}" if named else "score-distill report"
     browser_html, traj_json = _browser(rf)
     sections = "\n".join([_results(rf), _by_stage(rf), _mps(rf), _tokens(rf), _rl(rf), browser_html, _run_section(rf)])
     js = _asset("report.js")

@@ -118,7 +118,8 @@ def parse_summary(obj: object, path: Path | str = SUMMARY_FILE) -> Summary:
             # Success rates are fractions; a percentage here would silently print as 5000 %.
             for name, v in (("success_mean", r.success_mean), ("success_std", r.success_std)):
                 if not 0.0 <= v <= 1.0:
-                    raise DataError(path, None, f"field 'policies.{pol}.{suite}.{name}': {v} is not a fraction in [0, 1]")
+                    raise DataError(
+                        path, None, f"field 'policies.{pol}.{suite}.{name}': {v} is not a fraction in [0, 1]")
     return summary
 
 
@@ -176,7 +177,8 @@ def mps_stats_from_trajectories(trajs: list[Trajectory]) -> MPSStats:
             n = len(t.corrections)
             hist["3+" if n >= 3 else str(n)] += 1
     first = dict(sorted(first.items(), key=lambda kv: int(kv[0])))
-    return MPSStats(n_tasks=len(trajs), corrections_hist=hist, hard_to_teach=hard, failed=failed, first_error_hist=first)
+    return MPSStats(n_tasks=len(trajs), corrections_hist=hist, hard_to_teach=hard, failed=failed,
+                    first_error_hist=first)
 
 
 def ordered_policies(names: list[str] | set[str]) -> list[str]:

@@ -79,13 +79,14 @@ def stage_line(stage: str, info: dict[str, Any], run_dir: Path) -> str:
         rows = [json.loads(x) for x in (run_dir / "score_rl" / "log.jsonl").read_text().splitlines() if x.strip()] \
             if (run_dir / "score_rl" / "log.jsonl").exists() else []
         reward = f", mean reward {rows[0]['reward_mean']:.2f} -> {rows[-1]['reward_mean']:.2f}" if rows else ""
-        return (f"score_rl: {_n(c.get('rl_updates', 0), 'RL update')} ({_n(c.get('rl_steps', 0), 'optimizer step')}, "
-                f"{c.get('rl_tokens', 0):,} trained tokens) on {info.get('n_items', 0)} items{reward}")
+        return (f"score_rl: {_n(c.get('rl_batches', 0), 'rollout batch')}".replace("batchs", "batches")
+                + f", {_n(c.get('rl_updates', 0), 'optimizer step')} ({c.get('rl_tokens', 0):,} trained tokens) on "
+                f"{info.get('n_items', 0)} items{reward}")
     if stage in ("bc_equal_budget", "bc_continued"):
         return f"{stage}: " + _sft(stage, info, run_dir)
     if stage in ("rl_sparse_reward", "rl_long_horizon"):
         c = rl_compute(run_dir / stage) or {}
-        return f"{stage}: {_n(c.get('rl_updates', 0), 'RL update')} on {info.get('n_items', 0)} items"
+        return f"{stage}: {_n(c.get('rl_updates', 0), 'RL optimizer step')} on {info.get('n_items', 0)} items"
     if stage == "eval":
         path = run_dir / "eval" / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {}

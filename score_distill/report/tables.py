@@ -114,7 +114,8 @@ def details_table(summary: Summary) -> str:
     for pol in ordered_policies(set(summary.policies)):
         for suite, r in summary.policies[pol].items():
             rows.append(
-                f"<tr><td>{escape(pol)}</td><td>{escape(suite)}</td><td>{pct(r.success_mean)} ± {pct(r.success_std)}</td>"
+                f"<tr><td>{escape(pol)}</td><td>{escape(suite)}</td>"
+                f"<td>{pct(r.success_mean)} ± {pct(r.success_std)}</td>"
                 f"<td>{escape(', '.join(pct(v) for v in r.per_seed))}</td>"
                 f"<td>{'–' if r.mean_steps is None else f'{r.mean_steps:.2f}'}</td>"
                 f"<td>{pct(r.format_error_rate)}</td><td>{'–' if r.progress is None else pct(r.progress)}</td>"
@@ -141,7 +142,8 @@ def stages_table(stages: dict[str, StageInfo]) -> str:
     rows = []
     for name, st in stages.items():
         status = st.status or "–"
-        cls = "ok" if status in ("done", "ok", "completed", "skipped-cached") else ("bad" if status in ("failed", "error") else "")
+        ok, bad = status in ("done", "ok", "completed", "skipped-cached"), status in ("failed", "error")
+        cls = "ok" if ok else ("bad" if bad else "")
         rows.append(f'<tr><td>{escape(name)}</td><td class="status {cls}">{escape(status)}</td>'
                     f"<td>{fmt_seconds(st.seconds)}</td></tr>")
     return ('<table class="stages"><thead><tr><th>stage</th><th>status</th><th>time</th></tr></thead>'

@@ -60,7 +60,9 @@ class EquivalenceConfig(_Cfg):
         "the same result. The reference compares what a step computed; an empty output shows nothing.")
     plan_similarity: float = Field(0.8, ge=0, le=1, description="difflib ratio at/above which two plans match.")
     use_judge: bool = Field(False, description="Ask an LLM judge when the deterministic checks say no.")
-    judge_cache: str | None = Field(None, description="JSONL cache of judge verdicts (default: out_dir/judge_cache.jsonl).")
+    judge_cache: str | None = Field(
+        None, description="JSONL cache of judge verdicts (default: out_dir/judge_cache.jsonl)."
+    )
     judge_max_new_tokens: int = 256
 
 
@@ -88,7 +90,8 @@ class RLConfig(_Cfg):
     top_k: int = 0
     max_live_episodes: int = 64
     rollout_backend: Literal["inprocess", "vllm"] = Field(
-        "inprocess", description="inprocess: the trained model generates (CPU, tests); vllm: trl vllm-serve + NCCL weight sync."
+        "inprocess",
+        description="inprocess: the trained model generates (CPU, tests); vllm: trl vllm-serve + NCCL weight sync.",
     )
     vllm_base_url: str = "http://127.0.0.1:8000"
     vllm_model: str = ""
@@ -109,7 +112,9 @@ class RLConfig(_Cfg):
     clip_eps_high: float | None = Field(None, description="Upper clip (DAPO clip-higher); None: same as clip_eps.")
     adv_eps: float = Field(1e-4, gt=0, description="eps in (R - mean) / (std + eps).")
     kl_coef: float = Field(0.0, ge=0, description="k3 KL to the reference model (reference: 0).")
-    ppo_epochs: int = Field(1, ge=1, description="Passes over one batch of rollouts (mu), each through all mini-batches.")
+    ppo_epochs: int = Field(
+        1, ge=1, description="Passes over one batch of rollouts (mu), each through all mini-batches."
+    )
     mini_batch_size: int | None = Field(
         16, ge=1, description="Items (each with its G rollouts) per optimizer step: ceil(items_per_update / "
         "mini_batch_size) steps per rollout batch, old log-probs taken once before them (reference: 128 / 16 = 8 "

@@ -229,11 +229,14 @@ class StepJudge:
                 self.cache[rec.key] = rec.equivalent
 
     def _key(self, question: str, a: Step, b: Step) -> str:
-        blob = json.dumps([getattr(self.policy, "name", ""), question, a.render(), a.observation, b.render(), b.observation])
+        blob = json.dumps(
+            [getattr(self.policy, "name", ""), question, a.render(), a.observation, b.render(), b.observation])
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def judge(self, pairs: Sequence[tuple[str, Step, Step]]) -> list[bool]:
-        """One verdict per (question, candidate, reference); unparseable replies after retries count as 'not equivalent'."""
+        """One verdict per (question, candidate, reference).
+
+        Replies still unparseable after the retries count as 'not equivalent'."""
         keys = [self._key(q, a, b) for q, a, b in pairs]
         todo: list[int] = []  # first occurrence of each uncached pair: identical pairs are asked once
         seen: set[str] = set()

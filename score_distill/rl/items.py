@@ -80,7 +80,8 @@ def build_rl_items(
     leaked = sorted({t.task.id for t in trajs} & sft_ids)
     if leaked:
         raise SplitLeakError(
-            f"{len(leaked)} task(s) of the RL half are also in the SFT half, e.g. {leaked[:5]}; split MPS output by task"
+            f"{len(leaked)} task(s) of the RL half are also in the SFT half, e.g. {leaked[:5]}; "
+            "split MPS output by task"
         )
     items: list[RLItem] = []
     for traj in trajs:
@@ -90,7 +91,8 @@ def build_rl_items(
             for c in valid:
                 if c.step_index != len(c.prefix):
                     raise DataError(
-                        f"trajectory {traj.id}", None, f"correction step_index {c.step_index} != prefix length {len(c.prefix)}"
+                        f"trajectory {traj.id}", None,
+                        f"correction step_index {c.step_index} != prefix length {len(c.prefix)}",
                     )
                 items.append(
                     RLItem(
@@ -146,7 +148,9 @@ def _step_from_text(text: str, observation: str, *, is_first: bool, origin: str)
 
 
 def from_reference_rl(path: str | os.PathLike, *, source: str = "score-official") -> list[RLItem]:
-    """Read the reference pipeline's RL items (a JSON list: prompt, chosen(_observation), rejected(_observation), gt_answer).
+    """Read the reference pipeline's RL items.
+
+    The file is a JSON list of records: prompt, chosen(_observation), rejected(_observation), gt_answer.
 
     Items with an empty ``chosen`` are question-only; the others carry their verified prefix parsed
     from the prompt's assistant/observation turns.
@@ -187,7 +191,9 @@ def from_reference_rl(path: str | os.PathLike, *, source: str = "score-official"
                     kind="key_step",
                     task=task,
                     prefix=prefix,
-                    chosen=_step_from_text(chosen_text, rec.get("chosen_observation", ""), is_first=first, origin="teacher"),
+                    chosen=_step_from_text(
+                        chosen_text, rec.get("chosen_observation", ""), is_first=first, origin="teacher"
+                    ),
                     rejected=_step_from_text(
                         rec.get("rejected", ""), rec.get("rejected_observation", ""), is_first=first, origin="student"
                     ),

@@ -4,7 +4,8 @@
 continuations per item (in-process on the trained model, or through a vLLM server whose weights are
 pushed after every update), reward them, one GRPO update (``ceil(items / rl.mini_batch_size)`` optimizer
 steps per pass), append a line to ``out_dir/log.jsonl`` (reward_mean, groups_with_spread, clip_frac, kl,
-and per step clip_frac_steps, kl_steps), checkpoint. Re-running the same call after a crash resumes from the last checkpoint.
+and per step clip_frac_steps, kl_steps), checkpoint. Re-running the same call after a crash resumes from the last
+checkpoint.
 
 Files in ``out_dir``: ``log.jsonl`` (one line per update), ``rollouts.jsonl`` (one line per rollout:
 item, reward, reason, answer), ``checkpoints/step_N/``, ``model/`` (the final model, LoRA merged),
@@ -16,13 +17,18 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from accelerate import Accelerator
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score_distill.rl.checkpoint import latest_checkpoint, load_optimizer_and_rng, load_state, save_checkpoint
 from score_distill.rl.config import RLConfig
@@ -38,18 +44,12 @@ log = logging.getLogger(__name__)
 
 
 def _set_seed(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def _load_model(model_path: str | os.PathLike, cfg: RLConfig, ckpt: Path | None):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -58,8 +58,6 @@ def _load_model(model_path: str | os.PathLike, cfg: RLConfig, ckpt: Path | None)
         src = ckpt / "model" if ckpt else model_path
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
     else:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
         if ckpt:
             model = PeftModel.from_pretrained(base, ckpt / "model", is_trainable=True)
@@ -89,6 +87,7 @@ class VLLMWeightSync:
     """
 
     def __init__(self, base_url: str):
+        # Lazy: only the vLLM rollout backend needs it, and where the vllm extra is installed it loads vllm (slow).
         from trl.generation.vllm_client import VLLMClient
 
         self.client = VLLMClient(base_url=base_url, connection_timeout=120)
@@ -148,8 +147,6 @@ def run_rl_stage(
     server when ``cfg.rollout_backend == "vllm"``). ``judge_policy`` enables the LLM equivalence judge
     when ``cfg.equivalence.use_judge``.
     """
-    from accelerate import Accelerator
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final_dir = out / "model"
@@ -157,7 +154,8 @@ def run_rl_stage(
         raise ValueError("no RL items")
     too_deep = [it.id for it in items if not cfg.long_horizon and len(it.prefix) >= cfg.max_steps]
     if too_deep:
-        raise ValueError(f"{len(too_deep)} item(s) have a prefix of >= max_steps={cfg.max_steps} steps, e.g. {too_deep[:3]}")
+        raise ValueError(
+            f"{len(too_deep)} item(s) have a prefix of >= max_steps={cfg.max_steps} steps, e.g. {too_deep[:3]}")
     schedule = batch_schedule(len(items), cfg.items_per_update, cfg.epochs, cfg.seed)
     total = len(schedule) if cfg.max_updates is None else min(cfg.max_updates, len(schedule))
     fingerprint = items_fingerprint([it.id for it in items])

@@ -87,7 +87,8 @@ class AnswerJudge:
         if self.cache_path and self.cache_path.exists():
             for lineno, obj in iter_json_lines(self.cache_path):
                 if not isinstance(obj.get("key"), str) or not isinstance(obj.get("equivalent"), bool):
-                    raise DataError(self.cache_path, lineno, "judge cache record needs 'key' and a boolean 'equivalent'")
+                    raise DataError(
+                        self.cache_path, lineno, "judge cache record needs 'key' and a boolean 'equivalent'")
                 self._cache[obj["key"]] = obj
 
     def key(self, task: Task, answer: str) -> str:

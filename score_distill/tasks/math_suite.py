@@ -47,6 +47,15 @@ def _gcd_params(r: random.Random, x: Any) -> dict | None:
     return {"c": c} if math.gcd(x, c) > 9 else None
 
 
+def _gcd0_params(r: random.Random, x: Any) -> dict:
+    g = r.randint(100, 9999)
+    return {"a": g * r.randint(10**4, 10**6), "b": g * r.randint(10**4, 10**6)}
+
+
+def _frac_small(x: Fraction) -> bool:
+    return max(x.numerator, x.denominator) < 10**20
+
+
 def _divisors(n: int) -> int:
     return sum(1 for d in range(1, n + 1) if n % d == 0)
 
@@ -60,21 +69,24 @@ OPS: list[Op] = [
        lambda x, lo, hi, e: sum(k**e for k in range(lo, hi + 1)), "sum(num**{e} for num in range({lo}, {hi} + 1))",
        ("the sum of k^{e} over all integers k from {lo} to {hi}",
         "the sum of the integers from {lo} through {hi}, each raised to the power {e}")),
-    Op("modpow0", "none", lambda r, x: {"a": r.randint(100, 99999), "e": r.randint(100, 9999), "m": r.randint(1000, 99999)},
+    Op("modpow0", "none",
+       lambda r, x: {"a": r.randint(100, 99999), "e": r.randint(100, 9999), "m": r.randint(1000, 99999)},
        lambda x, a, e, m: pow(a, e, m), "pow({a}, {e}, {m})",
        ("the remainder when {a} raised to the power {e} is divided by {m}", "{a}^{e} modulo {m}")),
     Op("lcm_range", "none", lambda r, x: {"n": r.randint(12, 40)},
        lambda x, n: math.lcm(*range(1, n + 1)), "math.lcm(*range(1, {n} + 1))",
-       ("the least common multiple of all integers from 1 to {n}", "the smallest positive number divisible by each of 1, 2, ..., {n}"),
+       ("the least common multiple of all integers from 1 to {n}",
+        "the smallest positive number divisible by each of 1, 2, ..., {n}"),
        imports="import math\n"),
     Op("fact_digits", "none", lambda r, x: {"n": r.randint(25, 120)},
        lambda x, n: sum(int(d) for d in str(math.factorial(n))), "sum(int(ch) for ch in str(math.factorial({n})))",
        ("the sum of the digits of {n}!", "the digit sum of the factorial of {n}"), imports="import math\n"),
     Op("harmonic", "none", lambda r, x: {"n": r.randint(5, 16)},
        lambda x, n: sum(Fraction(1, k) for k in range(1, n + 1)), "sum(Fraction(1, num) for num in range(1, {n} + 1))",
-       ("the exact sum 1/1 + 1/2 + ... + 1/{n}", "the sum of the reciprocals of the integers from 1 to {n}, as an exact fraction"),
+       ("the exact sum 1/1 + 1/2 + ... + 1/{n}",
+        "the sum of the reciprocals of the integers from 1 to {n}, as an exact fraction"),
        imports="from fractions import Fraction\n"),
-    Op("gcd0", "none", lambda r, x: (lambda g: {"a": g * r.randint(10**4, 10**6), "b": g * r.randint(10**4, 10**6)})(r.randint(100, 9999)),
+    Op("gcd0", "none", _gcd0_params,
        lambda x, a, b: math.gcd(a, b), "math.gcd({a}, {b})",
        ("the greatest common divisor of {a} and {b}", "the gcd of {a} and {b}"), imports="import math\n"),
     # -- integer steps
@@ -88,11 +100,13 @@ OPS: list[Op] = [
        lambda x: sum(int(d) for d in str(x)), "sum(int(ch) for ch in str({inp}))",
        ("the sum of the digits of {prev}", "the digit sum of {prev}"), reduces=True),
     Op("gcd", "int", _gcd_params, lambda x, c: math.gcd(x, c), "math.gcd({inp}, {c})",
-       ("the greatest common divisor of {prev} and {c}", "the gcd of {prev} and {c}"), imports="import math\n", reduces=True),
+       ("the greatest common divisor of {prev} and {c}", "the gcd of {prev} and {c}"),
+       imports="import math\n", reduces=True),
     Op("mul", "int", lambda r, x: {"c": r.randint(1000, 99999)} if x < _BIG else None,
        lambda x, c: x * c, "{inp} * {c}", ("the product of {prev} and {c}", "{prev} multiplied by {c}")),
     Op("add_pow", "int", lambda r, x: {"a": r.randint(2, 9), "e": r.randint(10, 60)} if x < _BIG else None,
-       lambda x, a, e: x + a**e, "{inp} + {a}**{e}", ("{prev} plus {a} to the power {e}", "the sum of {prev} and {a}^{e}")),
+       lambda x, a, e: x + a**e, "{inp} + {a}**{e}",
+       ("{prev} plus {a} to the power {e}", "the sum of {prev} and {a}^{e}")),
     Op("square_sum_to", "int", lambda r, x: {} if 10 <= x <= 50000 else None,
        lambda x: sum(k * k for k in range(1, x + 1)), "sum(num * num for num in range(1, {inp} + 1))",
        ("the sum of the squares of the integers from 1 to {prev}", "1^2 + 2^2 + ... + {prev}^2")),
@@ -102,15 +116,17 @@ OPS: list[Op] = [
     Op("reverse", "int", lambda r, x: {} if x >= 100 and x % 10 and x < _BIG else None,
        lambda x: int(str(x)[::-1]), "int(str({inp})[::-1])",
        ("the number obtained by reversing the digits of {prev}", "{prev} written backwards")),
-    Op("to_frac", "int", lambda r, x: {"d": r.randint(7, 999), "a": r.randint(1, 97), "b": r.randint(2, 99)} if x < 10**15 else None,
+    Op("to_frac", "int",
+       lambda r, x: {"d": r.randint(7, 999), "a": r.randint(1, 97), "b": r.randint(2, 99)} if x < 10**15 else None,
        lambda x, d, a, b: Fraction(x, d) + Fraction(a, b), "Fraction({inp}, {d}) + Fraction({a}, {b})",
        ("{prev} divided by {d}, plus {a}/{b}, as an exact fraction", "the exact value of {prev}/{d} + {a}/{b}"),
        imports="from fractions import Fraction\n"),
     # -- fraction steps
-    Op("frac_mul", "frac", lambda r, x: {"a": r.randint(2, 99), "b": r.randint(2, 99)} if max(x.numerator, x.denominator) < 10**20 else None,
+    Op("frac_mul", "frac", lambda r, x: {"a": r.randint(2, 99), "b": r.randint(2, 99)} if _frac_small(x) else None,
        lambda x, a, b: x * Fraction(a, b), "{inp} * Fraction({a}, {b})",
-       ("{prev} multiplied by {a}/{b}", "the product of {prev} and {a}/{b}"), imports="from fractions import Fraction\n"),
-    Op("frac_add", "frac", lambda r, x: {"a": r.randint(1, 99), "b": r.randint(2, 99)} if max(x.numerator, x.denominator) < 10**20 else None,
+       ("{prev} multiplied by {a}/{b}", "the product of {prev} and {a}/{b}"),
+       imports="from fractions import Fraction\n"),
+    Op("frac_add", "frac", lambda r, x: {"a": r.randint(1, 99), "b": r.randint(2, 99)} if _frac_small(x) else None,
        lambda x, a, b: x + Fraction(a, b), "{inp} + Fraction({a}, {b})",
        ("{prev} plus {a}/{b}", "the sum of {prev} and {a}/{b}"), imports="from fractions import Fraction\n"),
     Op("num_den_sum", "frac", lambda r, x: {},

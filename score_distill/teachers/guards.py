@@ -160,7 +160,8 @@ def answer_forms(reference_answer: str | Iterable[str]) -> list[AnswerForm]:
 
 
 def _literal_text(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float) and not isinstance(node.value, bool):
+    if (isinstance(node, ast.Constant) and isinstance(node.value, str | int | float)
+            and not isinstance(node.value, bool)):
         return str(node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _literal_text(node.operand)

@@ -108,7 +108,8 @@ def generate_with_retries(
         order = list(pending)
         comps = policy.generate([pending[i] for i in order], params.model_copy(update={"n": 1}))
         if len(comps) != len(order):
-            raise RuntimeError(f"{getattr(policy, 'name', policy)} returned {len(comps)} completions for {len(order)} chats")
+            raise RuntimeError(
+                f"{getattr(policy, 'name', policy)} returned {len(comps)} completions for {len(order)} chats")
         nxt: dict[int, Chat] = {}
         for i, c in zip(order, comps):
             if c.error:
@@ -181,7 +182,8 @@ class LLMTeacher:
         self.name = name or f"llm:{getattr(policy, 'name', 'teacher')}"
         self.sandbox_pool = sandbox_pool
         self.solve_params = solve_params
-        self.judge_params = (judge_params or DEFAULT_JUDGE_PARAMS).model_copy(update={"json_schema": prompts.LOCATE_SCHEMA})
+        self.judge_params = (judge_params or DEFAULT_JUDGE_PARAMS).model_copy(
+            update={"json_schema": prompts.LOCATE_SCHEMA})
         self.write_params = write_params or DEFAULT_WRITE_PARAMS
         self.max_retries = max_retries
         self.agent_config = agent_config
@@ -236,8 +238,9 @@ class LLMTeacher:
         def validate(j: int, c: Completion) -> _Attempt:
             reply, reason = parse_locate_reply(c.text, len(trajectories[asked[j]].steps))
             if reason:
-                return _Attempt(reason=reason, instruction=f"Your reply was rejected: {reason}. Reply with only the "
-                                "JSON object, with the fields is_correct, error_analysis, first_error_step, suggestion.")
+                return _Attempt(reason=reason, instruction=(
+                    f"Your reply was rejected: {reason}. Reply with only the JSON object, "
+                    "with the fields is_correct, error_analysis, first_error_step, suggestion."))
             return _Attempt(result=reply)
 
         for i, (reply, reason, usage) in zip(asked, generate_with_retries(

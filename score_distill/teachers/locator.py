@@ -156,8 +156,9 @@ class RolloutLocator:
             if k_star == 0:
                 verdicts[i] = Verdict(is_correct=False, analysis=evidence + " (fails from scratch)", usage=s.usage)
             elif k_star > n:
-                verdicts[i] = Verdict(is_correct=False, analysis=evidence, usage=s.usage,
-                                      failure="no critical error: the teacher reaches the answer from the whole trajectory")
+                verdicts[i] = Verdict(
+                    is_correct=False, analysis=evidence, usage=s.usage,
+                    failure="no critical error: the teacher reaches the answer from the whole trajectory")
             else:
                 verdicts[i] = Verdict(is_correct=False, first_error_step=k_star - 1, usage=s.usage,
                                       analysis=evidence + f"; first critical error at step {k_star} (1-based)")

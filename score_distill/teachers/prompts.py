@@ -26,7 +26,8 @@ SOLVE_GUIDANCE = """Guidance:
 - Then take one small step per reply: a short thought, then code that does that step and prints what it found.
 - Compute every value with code or read it from an observation; never write a result you have not seen printed.
 - If an observation shows an error or an unexpected value, look into it in the next step.
-- Math answers: call final_answer_print with the exact value in LaTeX, e.g. final_answer_print(r"\\boxed{\\frac{3}{4}}").
+- Math answers: call final_answer_print with the exact value in LaTeX, \
+e.g. final_answer_print(r"\\boxed{\\frac{3}{4}}").
 - Questions needing facts: search, read the results, and answer with the short entity, date or number asked for."""
 
 
@@ -46,7 +47,9 @@ computed or copied, a wrong conclusion drawn from an observation, a bad search q
 answering before the work supports it, a wrong final answer. A step that only looks clumsy is not critical if the
 agent could still succeed from there.
 Reply with one JSON object and nothing else:
-{"is_correct": false, "error_analysis": "<what is wrong in that step and why>", "first_error_step": <step number, 1-based; step 1 is the plan>, "suggestion": "<what a good version of that step would do instead, as an approach>"}
+{"is_correct": false, "error_analysis": "<what is wrong in that step and why>", \
+"first_error_step": <step number, 1-based; step 1 is the plan>, \
+"suggestion": "<what a good version of that step would do instead, as an approach>"}
 Use "first_error_step": -1 only when no step can be blamed (e.g. the task cannot be solved with the tools)."""
 
 LOCATE_SCHEMA: dict = {
@@ -76,7 +79,8 @@ def render_steps(steps: list[Step], start: int = 1, max_obs_chars: int = 2000) -
         obs = s.observation if len(s.observation) <= max_obs_chars else s.observation[:max_obs_chars] + "\n[... cut]"
         if s.error:
             obs += f"\n[execution error: {s.error}]"
-        out.append(f"Step {i}:\nThought: {s.thought.strip()}\nCode:\n```python\n{s.code.strip()}\n```\nObservation: {obs}")
+        out.append(f"Step {i}:\nThought: {s.thought.strip()}\n"
+                   f"Code:\n```python\n{s.code.strip()}\n```\nObservation: {obs}")
     return "\n\n".join(out)
 
 
@@ -108,7 +112,8 @@ Rules:
 - Variables defined by the steps so far still exist in the interpreter; those of the step you replace do not.
 """
 
-WRITE_PLAN_FORMAT = """This is the agent's first step: the plan. Write the approach only, no numbers worked out and no code:
+WRITE_PLAN_FORMAT = """This is the agent's first step: the plan. \
+Write the approach only, no numbers worked out and no code:
 <first_thought>the plan</first_thought>"""
 
 WRITE_ACTION_FORMAT = """Write one thought and one block of code that does this step and prints what it finds:
@@ -128,7 +133,9 @@ RETRY_CORRECTION = (
 RETRY_FORMAT = "Your reply did not follow the format. Reply with exactly one step in the format asked for."
 
 _REVEALING = re.compile(
-    r"\b(reference|expected|correct|right|true|actual|final)\s+(answer|result|value|solution)\b|\bground[- ]truth\b", re.I
+    r"\b(reference|expected|correct|right|true|actual|final)\s+(answer|result|value|solution)\b"
+    r"|\bground[- ]truth\b",
+    re.I,
 )
 # A sentence ends at . ! ? before a capital ("8! by 24" is a factorial, not an end).
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])|\n+")
@@ -164,7 +171,8 @@ def write_step_chat(
     k = len(prefix)
     parts = [f"Task:\n{task.question}"]
     parts.append(f"Steps so far:\n\n{render_steps(prefix)}" if prefix else "No steps yet.")
-    parts.append(f"The step the agent wrote next (step {k + 1}), which you replace:\n\n{render_steps([wrong], start=k + 1)}")
+    parts.append(f"The step the agent wrote next (step {k + 1}), which you replace:\n\n"
+                 f"{render_steps([wrong], start=k + 1)}")
     note = " ".join(x for x in (analysis.strip(), suggestion.strip()) if x)
     if note:
         parts.append(f"Reviewer's note on that step: {note}")

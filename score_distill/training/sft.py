@@ -33,6 +33,9 @@ from score_distill.training.chat_tokenize import IGNORE_INDEX, tokenize_chat
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import write_atomic, write_json
 
+# torch, transformers, peft, trl and datasets are imported inside the functions that train: SFTConfig is part of
+# RunConfig, which `score-distill --help` and `score-distill config` load.
+
 RESULT_FILE = "train_result.json"
 CONFIG_FILE = "sft_config.json"
 FINGERPRINT_FILE = "data_fingerprint.txt"

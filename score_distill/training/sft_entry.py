@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from accelerate import PartialState
 from pydantic import ValidationError
 
 from score_distill.training.sft import SFTConfig, train_sft
@@ -56,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = train_sft(a.model, records, cfg, a.out, resume=not a.no_resume, eval_records=evals)
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         print(json.dumps(result.model_dump()))
     return 0

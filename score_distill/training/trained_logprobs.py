@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
+from trl.kernels import ChunkedLogProbFunction
+from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 IGNORE_INDEX = -100
 # Vocabulary columns per LM-head tile: 8192 x 4096 tokens x 4 bytes = 128 MiB of scratch, not 512 (TRL's 32768).
@@ -72,7 +75,8 @@ def _backbone_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.
             attn[i, : e - s] = 1
         h = backbone(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
         return torch.cat([h[i, : e - s] for i, (s, e) in enumerate(segs)], dim=0)[None]
-    kwargs = {k: v for k, v in extra.items() if k.startswith(("cu_seq_lens", "max_length", "seq_idx"))} if packed else {}
+    packing_keys = ("cu_seq_lens", "max_length", "seq_idx")
+    kwargs = {k: v for k, v in extra.items() if k.startswith(packing_keys)} if packed else {}
     out = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
                    **kwargs)
     return out.last_hidden_state
@@ -80,10 +84,6 @@ def _backbone_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.
 
 def _trained_logprobs(model: Any, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None, with_top1: bool, extra: dict[str, Any]) -> TrainedLogProbs:
-    from torch.distributed.tensor import DTensor
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer.utils import maybe_gather_lm_head_ctx
-
     hidden = _backbone_hidden(model, input_ids, attention_mask, position_ids, extra)[:, :-1]
     target = labels[:, 1:]
     mask = target != IGNORE_INDEX

@@ -3,7 +3,8 @@
 # outcome: none
 import subprocess
 
-r = subprocess.run(['sh', '-c', 'id; cat /etc/shadow; touch /tmp/sdsbx-escape-sh; ls /root'], capture_output=True, text=True)
+r = subprocess.run(['sh', '-c', 'id; cat /etc/shadow; touch /tmp/sdsbx-escape-sh; ls /root'],
+                   capture_output=True, text=True)
 print(r.stdout, r.stderr)
 if 'root:' in r.stdout:
     print('ESCAPED')

@@ -12,6 +12,7 @@ import json
 import typing
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -77,7 +78,8 @@ def corruptions(draw):
     if how == "invalid_utf8":
         good = json.dumps(_valid_line(99)).encode()
         at = draw(st.integers(1, len(good) - 1))
-        return how, good[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"])) + good[at:], None
+        bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"]))
+        return how, good[:at] + bad + good[at:], None
     if how == "not_object":
         return how, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=5),
                                                st.none()))).encode(), None
@@ -177,8 +179,6 @@ def _nest(path: str, value) -> dict:
 @FUZZ
 @given(path=st.sampled_from(LEAVES), wrong=st.sampled_from([{"bad": [1]}, [{"x": None}]]))
 def test_config_wrong_type_names_the_key_and_the_file(tmp_path_factory, path, wrong):
-    import yaml
-
     cfg = tmp_path_factory.mktemp("cfg") / "bad.yaml"
     cfg.write_text(yaml.safe_dump(_nest(path, wrong)))
     with pytest.raises(ConfigError) as ei:
@@ -190,8 +190,6 @@ def test_config_wrong_type_names_the_key_and_the_file(tmp_path_factory, path, wr
 @FUZZ
 @given(section=st.sampled_from(SECTIONS), key=st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True))
 def test_config_unknown_key_names_the_key(tmp_path_factory, section, key):
-    import yaml
-
     full = section + key
     assume(full not in LEAVES and full.rstrip(".") + "." not in SECTIONS)
     cfg = tmp_path_factory.mktemp("cfg") / "extra.yaml"

@@ -104,7 +104,7 @@ def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
 def _tensorboard(ctx: Any, cfg: RunConfig, results: dict[str, Any]) -> None:
     if not cfg.tracking.tensorboard:
         return
-    try:
+    try:  # lazy: keeps torch out of importing the stage table (`score-distill --help` loads it)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return

@@ -34,6 +34,6 @@ def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
         raise EndpointError(
             f"MPS: {len(unreachable)} of {len(records)} tasks failed because the teacher "
             f"{describe_transient(causes)} (first: {unreachable[0].meta['failure'][:300]}). "
-            f"Every other record is kept in {out}. Fix the endpoint and run the same command again: only those tasks are redone "
-            "(or set mps.retry_failed=false to go on without them).")
+            f"Every other record is kept in {out}. Fix the endpoint and run the same command again: "
+            "only those tasks are redone (or set mps.retry_failed=false to go on without them).")
     return {"stats": stats}
