@@ -47,10 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out or Path("runs") / cfg.name)
     console.print(f"run directory: [bold]{escape(str(out))}[/] (the same command resumes an interrupted run)")
-    summary = run_pipeline(cfg, out, preset=args.preset, from_stage=args.from_stage, to_stage=args.to_stage)
+    from score_distill.utils import console as run_console
+
+    run_console.configure(out, verbose=args.verbose)
+    try:
+        summary = run_pipeline(cfg, out, preset=args.preset, from_stage=args.from_stage, to_stage=args.to_stage)
+    finally:
+        run_console.reset()
     from score_distill.report.terminal import render_summary_table
 
-    print(render_summary_table(summary, color=sys.stdout.isatty()))
+    print(render_summary_table(summary, color=sys.stdout.isatty(), run_dir=out))
     report = out / "report.html"
     if report.exists():
         console.print(f"report: [bold]{escape(str(report))}[/]")
@@ -136,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default: runs/<name>)")
     r.add_argument("--from", dest="from_stage", help="rerun from this stage (its old outputs move to .trash/)")
     r.add_argument("--to", dest="to_stage", help="stop after this stage")
+    r.add_argument("--verbose", action="store_true", help="also show library logs, warnings and trainer logs "
+                   "(always in RUN/run.log)")
     r.set_defaults(fn=cmd_run)
 
     cmp = sub.add_parser("compare", help="is SCoRe worth it on my tasks? SCoRe against BC at equal teacher budget and "

@@ -165,15 +165,22 @@ def test_trajectory_cap_keeps_the_instructive_ones(tmp_path):
 
 
 def test_terminal_table():
+    from score_distill.report.results import wilson
+
     s = make_summary(None)
     text = render_summary_table(s, width=100)
     assert "\x1b[" not in text
     for name in ("teacher", "student_init", "bc_init", "bc_baseline", "score_sft", "score_rl", *SUITES):
         assert name in text
     rl = s["policies"]["score_rl"]["math@H4"]
-    cell = f"{100 * rl['success_mean']:.1f} ± {100 * rl['success_std']:.1f} *"
-    assert cell in text
-    assert len(re.findall(r"\d ± \d+\.\d \*", text)) == len(SUITES)
+    lo, hi = wilson(rl["success_mean"], rl["n_tasks"])
+    assert f"{100 * rl['success_mean']:.1f} [{100 * lo:.1f}–{100 * hi:.1f}] *" in text
+    assert len(re.findall(r"\d\] \*", text)) == len(SUITES)
+    assert f"{rl['n_tasks']} tasks" in text and "Wilson interval over the held-out tasks" in text
+    for per in s["policies"].values():
+        for r in per.values():
+            r.pop("n_tasks", None)
+    assert f"{100 * rl['success_mean']:.1f} *" in render_summary_table(s, width=160)  # no count: no interval
     assert "\x1b[" in render_summary_table(s, color=True)
     assert "no evaluation results" in render_summary_table({})
     s["run"]["name"] = "[red]x[/red] [bold]"  # rich markup in a name is text, not style (nor a MarkupError)
@@ -206,4 +213,4 @@ def test_terminal_table_shows_progress_when_the_run_has_it():
     assert "key steps" not in render_summary_table(base)
     base["policies"]["score_sft"]["math@H2"]["progress"] = 0.375
     text = render_summary_table(base)
-    assert "key" in text and "[38]" in text and "[–]" in text
+    assert "key" in text and "{38}" in text and "{–}" in text

@@ -26,15 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import ConfigError, RunConfig
 from score_distill.pipeline.context import RunContext
 from score_distill.pipeline.run_dir import DISABLED, RunDir, config_changes
 from score_distill.pipeline.stages import STAGE_NAMES, STAGES
 from score_distill.pipeline.summary import summary
+from score_distill.utils.console import detail, result, stage_done, stage_start
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 __all__ = ["STAGES", "STAGE_NAMES", "Pipeline", "RunContext", "RunDir", "config_changes", "run_pipeline"]
 
@@ -60,15 +59,16 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
         for stage in todo:
             enabled = stage.enabled(cfg)
             if run.done(stage.name, enabled) and not (stage.stale and stage.stale(ctx, cfg)):
-                console.print(f"[dim]- {stage.name}: done, skipped[/]")
+                result(f"- {stage.name}: done, skipped")
                 continue
             if not enabled:
                 run.mark_done(stage.name, 0.0, model=None, skipped=DISABLED)
                 continue
-            console.rule(f"[bold]{stage.name}")
+            stage_start(stage.name)
             t0 = time.perf_counter()
             info = stage.module().run(ctx, cfg) or {}
             run.mark_done(stage.name, time.perf_counter() - t0, **info)
+            stage_done(stage.name, info, run.path)
             gc.collect()
     finally:
         ctx.res.close()

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import ConfigError, RunConfig
 from score_distill.models.resolve import resolve_model
 from score_distill.trajectory import Task
+from score_distill.utils.console import detail
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 class Resources:

@@ -20,13 +20,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from score_distill.trajectory import Task
+from score_distill.utils.console import detail
 from score_distill.utils.jsonl import read_jsonl, write_atomic, write_json
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 DISABLED = "disabled"  # the ``skipped`` value of a stage switched off by the configuration
 
 

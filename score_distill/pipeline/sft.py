@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import ConfigError
 from score_distill.pipeline import compute
 from score_distill.trajectory import Trajectory
+from score_distill.utils.console import detail
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 def train_sft(ctx: Any, stage: str, base_model: str, records: list[Trajectory], sft_cfg: Any, *,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from score_distill.report import plots, tables
 from score_distill.report.browser_data import browser_payload
+from score_distill.report.compute import policy_compute, run_teacher_tokens, teacher_cost
 from score_distill.report.run_files import (
     MPS_FILE,
     RL_LOG_FILE,
@@ -104,11 +105,22 @@ def _results(rf: RunFiles) -> str:
         body = _error(rf, SUMMARY_FILE) or _not_run(
             f"no evaluation results ({SUMMARY_FILE} absent or without 'policies')")
         return _section("results", "Results", body)
+    raw = s.model_dump()
+    compute, teacher = policy_compute(raw, rf.run_dir), teacher_cost(raw)
+    total = run_teacher_tokens(raw)
+    cost = ""
+    if total is not None:
+        est = " (estimated: the oracle teacher's steps tokenized)" if s.teacher_tokens_estimated else ""
+        cost = f"The run's teacher cost: <b>{total:,}</b> tokens{est}. "
     body = (
-        '<p class="note">Success % on each evaluation suite, mean ± std over seeds; the best of each column is '
-        "highlighted. Teacher and behaviour-cloning baseline (italic) are references. Hover a cell for per-seed "
-        "values, mean steps and format-error rate.</p>"
+        f'<p class="note">{escape(tables.CI_CAPTION)}, on each evaluation suite; the best of each column is '
+        "highlighted. Teacher and behaviour-cloning baseline (italic) are references. Hover a cell for the task "
+        "count, per-seed values, mean steps and format-error rate.</p>"
         + tables.results_table(s)
+        + (f'<p class="note">{cost}Training compute per policy counts every stage it continues from '
+           "(SCoRe-SFT includes BC init); tokens are those of the training sequences; teacher tokens are those of "
+           "the trajectories it learnt from.</p>"
+           + tables.compute_table(s, compute, teacher) if compute or teacher else "")
         + "<details><summary>all numbers</summary>" + tables.details_table(s) + "</details>"
     )
     return _section("results", "Results", body)

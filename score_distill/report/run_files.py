@@ -76,6 +76,8 @@ class Summary(_Lenient):
     teacher_tokens: dict[str, TeacherTokens] = {}
     mps: MPSStats | None = None
     stages: dict[str, StageInfo] = {}
+    compute: dict[str, dict[str, object]] = {}  # per policy: sft_steps, sft_tokens, rl_updates, rl_tokens, ...
+    teacher_tokens_estimated: bool = False
 
 
 class RLUpdate(_Lenient):

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from html import escape
 
-from score_distill.report.run_files import StageInfo, Summary, TeacherTokens, ordered_policies, ordered_suites
+from score_distill.report.results import wilson
+from score_distill.report.run_files import (
+    StageInfo,
+    SuiteResult,
+    Summary,
+    TeacherTokens,
+    ordered_policies,
+    ordered_suites,
+)
+
+CI_CAPTION = ("success % [95% Wilson interval over the held-out tasks; each task's success is first averaged over "
+              "the sampling seeds]")
 
 
 def best_per_suite(summary: Summary) -> dict[str, float]:
@@ -24,10 +35,34 @@ def pct(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{100 * x:.{digits}f}"
 
 
+def suite_tasks(summary: Summary) -> dict[str, int | None]:
+    """Held-out tasks per suite (the largest count any policy reports: every policy sees the same tasks)."""
+    out: dict[str, int | None] = {}
+    for per in summary.policies.values():
+        for suite, r in per.items():
+            out[suite] = max(out.get(suite) or 0, r.n_tasks or 0) or None
+    return out
+
+
+def success_ci(r: SuiteResult, n: int | None = None) -> str:
+    """``38.0 [22.1–55.3]``: the mean success with its 95% Wilson interval over ``n`` distinct tasks."""
+    n = r.n_tasks or n
+    if not n:
+        return pct(r.success_mean)
+    lo, hi = wilson(r.success_mean, n)
+    return f"{pct(r.success_mean)} [{pct(lo)}–{pct(hi)}]"
+
+
+def count(x: int | float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
 def results_table(summary: Summary) -> str:
     suites = ordered_suites(summary)
     best = best_per_suite(summary)
-    head = "".join(f"<th>{escape(s)}</th>" for s in suites)
+    n = suite_tasks(summary)
+    head = "".join(f"<th>{escape(s)}" + (f'<span class="n"> ({n[s]} tasks)</span>' if n.get(s) else "") + "</th>"
+                   for s in suites)
     rows = []
     for pol in ordered_policies(set(summary.policies)):
         cells = []
@@ -43,11 +78,34 @@ def results_table(summary: Summary) -> str:
                    f"key steps right before the first error: {pct(r.progress)} %" if r.progress is not None else ""]
             cls = ' class="best"' if r.success_mean == best[suite] else ""
             cells.append(f'<td{cls} title="{escape(" | ".join(t for t in tip if t))}">'
-                         f'{pct(r.success_mean)}<span class="pm"> ± {pct(r.success_std)}</span></td>')
+                         f'{pct(r.success_mean)}<span class="pm"> {_ci(r)}</span></td>')
         ref = ' class="ref"' if pol in ("teacher", "bc_baseline") else ""
         rows.append(f"<tr{ref}><th>{escape(pol)}</th>{''.join(cells)}</tr>")
     return (f'<table class="results"><thead><tr><th>policy</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _ci(r: SuiteResult) -> str:
+    if not r.n_tasks:
+        return ""
+    lo, hi = wilson(r.success_mean, r.n_tasks)
+    return f"[{pct(lo)}–{pct(hi)}]"
+
+
+def compute_table(summary: Summary, compute: dict[str, dict[str, int]], teacher: dict[str, int]) -> str:
+    """Per policy: held-out tasks, optimizer steps and trained tokens (SFT, RL) and the teacher tokens behind it."""
+    rows = []
+    for pol in ordered_policies(set(summary.policies)):
+        if pol not in compute and pol not in teacher:
+            continue
+        c = compute.get(pol) or {}
+        n = sum(r.n_tasks or 0 for r in summary.policies[pol].values())
+        cells = [n, *(c.get(k) if isinstance(c.get(k), int | float) else None
+                      for k in ("sft_steps", "sft_tokens", "rl_updates", "rl_tokens")), teacher.get(pol)]
+        rows.append(f"<tr><th>{escape(pol)}</th>" + "".join(f"<td>{count(v)}</td>" for v in cells) + "</tr>")
+    return ('<table class="compute"><thead><tr><th>policy</th><th>held-out tasks</th><th>SFT steps</th>'
+            "<th>SFT tokens</th><th>RL updates</th><th>RL tokens</th><th>teacher tokens</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def details_table(summary: Summary) -> str:

@@ -3,35 +3,54 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from score_distill.report.compute import policy_compute, run_teacher_tokens, teacher_cost
 from score_distill.report.run_files import Summary, ordered_policies, ordered_suites, parse_summary
-from score_distill.report.tables import best_per_suite, pct
+from score_distill.report.tables import CI_CAPTION, best_per_suite, count, pct, success_ci, suite_tasks
 
 
-def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 120, color: bool = False) -> str:
-    """Policies x suites, success % mean ± std; the best of each suite is marked ``*`` (and bold in colour).
+def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140, color: bool = False,
+                         run_dir: str | Path | None = None) -> str:
+    """Policies x suites: success % with a 95% interval over held-out tasks, then each policy's training compute
+    and the teacher tokens behind it; the best of each suite is marked ``*`` (and bold in colour).
 
-    ``summary`` is the parsed ``summary.json`` (dict or :class:`Summary`). Returns plain text unless
-    ``color`` (ANSI escapes, for a terminal).
+    ``summary`` is the parsed ``summary.json`` (dict or :class:`Summary`); ``run_dir`` lets the compute columns be
+    read back from the stages' files when the summary does not record them. Returns plain text unless ``color``.
     """
+    raw = summary.model_dump() if isinstance(summary, Summary) else summary
     s = summary if isinstance(summary, Summary) else parse_summary(summary)
     suites = ordered_suites(s)
     best = best_per_suite(s)
+    compute = policy_compute(raw, Path(run_dir) if run_dir else None)
+    teacher = teacher_cost(raw)
     title = f"SCoRe results: {s.run.name}" if s.run.name else "SCoRe results"
-    # Names go in as Text, never as strings: rich would read "[...]" in a run name as markup.
     graded = any(r.progress is not None for per in s.policies.values() for r in per.values())
-    caption = "success % (mean ± std over seeds); * best per suite"
+    caption = CI_CAPTION + "; * best per suite"
     if graded:
-        caption += "; [key steps right before the first error %]"
+        caption += "; {key steps right before the first error %}"
+    caption += ("; training compute counts every stage a policy continues from (SCoRe-SFT includes BC init), "
+                "tokens = those of the training sequences" if compute else "")
+    total = run_teacher_tokens(raw)
+    if total is not None:
+        est = " (estimated: the oracle teacher's steps tokenized)" if raw.get("teacher_tokens_estimated") else ""
+        caption += f"; the run's teacher cost: {total:,} tokens{est}"
+    # Names go in as Text, never as strings: rich would read "[...]" in a run name as markup.
     table = Table(title=Text(title), caption=Text(caption))
     table.add_column("policy", style="bold")
+    n_by_suite = suite_tasks(s)
     for suite in suites:
-        table.add_column(Text(suite), justify="right")
+        table.add_column(Text(f"{suite}\n{n_by_suite[suite]} tasks"), justify="right")
+    if compute:
+        for head in ("SFT steps", "SFT tokens", "RL updates"):
+            table.add_column(head, justify="right")
+    if teacher:
+        table.add_column("teacher tokens", justify="right")
     for pol in ordered_policies(set(s.policies)):
         row: list[Text | str] = [Text(pol)]
         for suite in suites:
@@ -40,10 +59,16 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 120,
                 row.append("–")
                 continue
             is_best = r.success_mean == best[suite]
-            cell = f"{pct(r.success_mean)} ± {pct(r.success_std)}" + (" *" if is_best else "  ")
+            cell = success_ci(r, n_by_suite[suite]) + (" *" if is_best else "  ")
             if graded:
-                cell += f" [{pct(r.progress, 0)}]"
+                cell += " {" + pct(r.progress, 0) + "}"
             row.append(Text(cell, style="bold green" if is_best else ""))
+        if compute:
+            c = compute.get(pol) or {}
+            row += [count(v if isinstance(v := c.get(k), int | float) else None)
+                    for k in ("sft_steps", "sft_tokens", "rl_updates")]
+        if teacher:
+            row.append(count(teacher.get(pol)))
         table.add_row(*row, style="dim" if pol in ("teacher", "bc_baseline") else None)
     if not s.policies:
         table.add_row("(no evaluation results)")

@@ -91,9 +91,36 @@ def _answer(obj: dict, path: str | os.PathLike, lineno: int) -> str | list[str]:
     return str(a)
 
 
+def _tools(value: object, path: Path, lineno: int) -> list[str]:
+    from score_distill.tasks.user_tasks import TOOLS
+
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise DataError(path, lineno, "field 'tools': expected a list of tool names")
+    unknown = [t for t in value if t not in TOOLS]
+    if unknown:
+        raise DataError(path, lineno, f"field 'tools': unknown tool {unknown[0]!r} (known: {', '.join(TOOLS)})")
+    # The agent answers by calling final_answer_print: every task has it.
+    return [*dict.fromkeys([*value, "final_answer_print"])]
+
+
+def _scorer(value: object, path: Path, lineno: int) -> str:
+    from score_distill.tasks.user_tasks import load_scorer
+
+    if not isinstance(value, str):
+        raise DataError(path, lineno, "field 'scorer': expected a string (exact, numeric, math-verify, f1 or "
+                        "module:function)")
+    try:
+        load_scorer(value)
+    except ValueError as e:
+        raise DataError(path, lineno, f"field 'scorer': {e}") from None
+    return value
+
+
 def load_jsonl_tasks(path: str | os.PathLike, name: str | None = None, kind: str | None = None,
                      metric: str | None = None) -> list[Task]:
-    """Tasks from a JSONL file with ``question`` and ``true_answer`` (or ``answer``) per line."""
+    """Tasks from a JSONL file with ``question`` and ``true_answer`` (or ``answer``) per line, and optionally
+    ``id``, ``tools`` (python, web_search; final_answer_print is always there) and ``scorer`` (exact, numeric,
+    math-verify, f1 or module:function; see ``user_tasks``)."""
     path = Path(path)
     name = name or path.stem
     tasks: list[Task] = []
@@ -116,8 +143,14 @@ def load_jsonl_tasks(path: str | os.PathLike, name: str | None = None, kind: str
                 meta[extra] = obj[extra]
         if "solution" in obj:
             meta["reference_solution"] = obj["solution"]
-        tasks.append(Task(id=tid, question=q, answer=ans, source=name,
-                          tools=list(MATH_TOOLS if k == "math" else SEARCH_TOOLS), meta=meta))
+        tools = list(MATH_TOOLS if k == "math" else SEARCH_TOOLS)
+        if "tools" in obj:
+            tools = _tools(obj["tools"], path, lineno)
+        if "scorer" in obj:
+            meta["scorer"] = _scorer(obj["scorer"], path, lineno)
+            if meta["scorer"] == "f1":
+                meta["metric"] = "f1"
+        tasks.append(Task(id=tid, question=q, answer=ans, source=name, tools=tools, meta=meta))
     return tasks
 
 

@@ -173,6 +173,10 @@ def score(task: Task, answer: str | None) -> float:
     """1.0/0.0, or the best token F1 over the aliases for QA tasks."""
     if answer is None:
         return 0.0
+    if task.meta.get("scorer"):  # a user task set's own rule
+        from score_distill.tasks.user_tasks import score_with_scorer
+
+        return score_with_scorer(task, answer)
     if _rule(task) == "qa":
         pred = extract_answer(answer)
         return max(f1_score(pred, g) for g in _aliases(task))
@@ -182,6 +186,8 @@ def score(task: Task, answer: str | None) -> float:
 def is_correct(task: Task, answer: str | None) -> bool:
     if answer is None:
         return False
+    if task.meta.get("scorer"):
+        return score(task, answer) >= 1.0
     rule = _rule(task)
     pred = extract_answer(answer)
     if rule == "math":

@@ -1,4 +1,9 @@
-"""Progress bars for long loops (rich), silent when not on a terminal or when asked."""
+"""Progress bars for long loops (rich), silent when not on a terminal or when asked.
+
+Inside a pipeline stage (:func:`begin_stage` .. :func:`end_stage`, called by ``utils.console``) every bar of the
+stage lives in one display, and calls with the same label add to one bar: the RL stage's rollouts of every
+update, or the episodes of every evaluation job of a policy, count up on one line instead of one line per call.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,17 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class _Bar:
-    def __init__(self, progress: Progress | None, task_id: int | None):
+    def __init__(self, progress: Progress | None, task_id: Any):
         self._p, self._t = progress, task_id
 
     def advance(self, n: int = 1) -> None:
-        if self._p is not None and self._t is not None:
+        if self._p is not None and self._t is not None and n:
             self._p.advance(self._t, n)
 
 
@@ -26,17 +32,43 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty() or os.environ.get("SCORE_DISTILL_PROGRESS", "").lower() in {"1", "on", "true"}
 
 
+def _new_progress() -> Progress:
+    from score_distill.utils.console import terminal
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=terminal, transient=False)
+
+
+_stage: dict[str, Any] = {"name": None, "progress": None, "tasks": {}}
+
+
+def begin_stage(name: str) -> None:
+    end_stage()
+    _stage.update(name=name, progress=None, tasks={})
+
+
+def end_stage() -> None:
+    if _stage["progress"] is not None:
+        _stage["progress"].stop()
+    _stage.update(name=None, progress=None, tasks={})
+
+
 @contextmanager
 def progress_bar(total: int, label: str | None) -> Iterator[_Bar]:
     if not label or not progress_enabled() or total <= 0:
         yield _Bar(None, None)
         return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as p:
+    if _stage["name"] is not None:
+        if _stage["progress"] is None:
+            _stage["progress"] = _new_progress()
+            _stage["progress"].start()
+        p: Progress = _stage["progress"]
+        tid = _stage["tasks"].get(label)
+        if tid is None:
+            tid = _stage["tasks"][label] = p.add_task(label, total=total)
+        else:
+            p.update(tid, total=(next(t for t in p.tasks if t.id == tid).total or 0) + total)
+        yield _Bar(p, tid)
+        return
+    with _new_progress() as p:
         yield _Bar(p, p.add_task(label, total=total))

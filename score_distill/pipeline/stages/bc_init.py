@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import RunConfig
 from score_distill.pipeline.sft import train_sft
 from score_distill.stages.bc import rejection_sample, solve_resumable, teacher_cost
+from score_distill.utils.console import detail
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:

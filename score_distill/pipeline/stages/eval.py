@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import RunConfig
 from score_distill.tasks.task_set import by_suite
 from score_distill.trajectory import Task, Trajectory
+from score_distill.utils.console import detail
 from score_distill.utils.jsonl import write_json
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 def policies(cfg: RunConfig) -> list[str]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import RunConfig
 from score_distill.stages.mps import mps_statistics, run_mps, teacher_unreachable
 from score_distill.stages.mps_status import Failure
+from score_distill.utils.console import detail
 from score_distill.utils.jsonl import write_json
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:

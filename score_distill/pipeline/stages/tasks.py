@@ -8,15 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from score_distill.config import RunConfig
 from score_distill.stages.split import unit_hash
 from score_distill.tasks.task_set import generate
 from score_distill.trajectory import Task
+from score_distill.utils.console import detail
 from score_distill.utils.jsonl import write_json, write_jsonl
 
-console = Console(stderr=True)
+console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
 
 def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
