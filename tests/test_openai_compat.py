@@ -286,7 +286,9 @@ def test_single_slot_server_without_streaming_abandons_queued_requests():
     with FakeOpenAIServer(lambda r: words, slots=1, token_delay=0.1) as srv:
         pol = policy(srv, max_concurrency=2, timeout_s=0.7, max_retries=2, stream=False)
         out = pol.generate(chats, PARAMS)
-        assert len(srv.chat_requests) > 2 and srv.dropped >= 1
+        # Sent again: more requests than chats. (Whether the server saw the hang-up before it served the
+        # abandoned copy depends on timing, so `dropped` is not asserted.)
+        assert len(srv.chat_requests) > 2
     assert pol.usage.retries["timeout"] >= 1 and any(c.error for c in out)
 
 
