@@ -259,3 +259,20 @@ def test_cli_runs_a_file(tmp_path, capsys):
 def test_config_rejects_unknown_fields():
     with pytest.raises(ValueError):
         SandboxConfig(timeout=3)
+
+
+def test_a_refused_restart_is_a_clear_error_not_a_closed_descriptor(monkeypatch):
+    """An interpreter that stopped, on a host that refuses a new one (no memory, pids or fds left): the step
+    gets a crash observation saying why; the sandbox never runs code in the closed child."""
+    with Sandbox(SandboxConfig(timeout_s=5)) as box:
+        assert box.run("x = 1").error is None
+        box._child.kill()
+
+        def refuse():
+            raise RuntimeError("the host refused a new interpreter (test)")
+
+        monkeypatch.setattr(box, "_spawn", refuse)
+        for _ in range(2):  # and again on the next step: still an observation, not OSError
+            res = box.run("print(x)")
+            assert res.error == "crash" and "could not run this step" in res.observation
+            assert "host refused" in res.observation

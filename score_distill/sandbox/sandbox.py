@@ -98,6 +98,9 @@ class Sandbox:
             notes = []
             if not self._child.alive():
                 notes.append(self._restart("the interpreter had stopped"))
+                if self._child.out_fd < 0:  # the host refused a new interpreter: nothing to run the code in
+                    return ExecResult(observation=f"The sandbox could not run this step: {notes[-1]}",
+                                      error="crash", notes=notes)
             res = self._run_cell(code, _Cell(recorded, live_fallback=True), self.config.timeout_s)
             res.notes[:0] = [n for n in notes if n]
             return res
