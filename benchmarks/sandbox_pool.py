@@ -21,7 +21,7 @@ import resource
 import statistics
 import time
 
-from score_distill.sandbox import SandboxConfig, SandboxPool
+from score_distill.sandbox import PoolFull, SandboxConfig, SandboxPool
 from score_distill.sandbox.capacity import _meminfo_mb, host_capacity
 
 DEFAULT_CELL = "import math, collections, numpy as np\nx = int(np.arange(100).sum())\nprint(x)"
@@ -56,7 +56,10 @@ def run_size(n: int, cfg: SandboxConfig, cell: str, cap: int | None, workers: in
             while pending and (not live or pool.has_room()):
                 t0 = time.perf_counter()
                 try:
-                    sb = pool.new()
+                    # Never wait in new() while holding live ones: only their closing, here, frees a slot.
+                    sb = pool.new(block=not live)
+                except PoolFull:  # the host refused one more below the cap: the rest queue for the next round
+                    break
                 except Exception as e:  # counted, and the episode stays queued: nothing is lost
                     failures.append(f"new(): {e}")
                     break

@@ -141,3 +141,31 @@ def test_engine_rollouts_queue_episodes_beyond_the_pool(tmp_path):
         assert not worker.is_alive(), "the engine waited on a full pool"
     assert [t.task.id for t in result] == [t.id for t in tasks] and len(done) == len(tasks)
     assert max(peak) <= 2
+
+
+@pytest.mark.skipif(not ROOT, reason="exhausts the per-sandbox uid range (root host)")
+@pytest.mark.parametrize("engine", [False, True], ids=["rounds", "engine"])
+def test_agent_loop_queues_when_the_host_refuses_below_the_cap(engine, tmp_path):
+    """Only two sandbox uids exist while the cap says five: the third episode's start is refused with two
+    live. The loop admits without waiting in new() (which only this thread could end) and queues it."""
+    cfg = CFG.model_copy(update={"uid_range": (1_501_520, 1_501_522)})
+    tasks = [Task(id=f"t{i}", question=f"What is twice {i + 3}?", answer=str(2 * (i + 3))) for i in range(5)]
+    if engine:
+        from score_distill.models.hf import TransformersPolicy
+        from score_distill.models.tiny import build_tiny_model
+
+        pol = TransformersPolicy.from_pretrained(build_tiny_model(tmp_path / "m", seed=0), batch_size=8)
+        agent = AgentConfig(max_steps=2, max_new_tokens=8, max_live_episodes=8)
+    else:
+        pol = ScriptedPolicy(_script)
+        agent = AgentConfig(max_steps=5, max_live_episodes=8)
+    result: list = []
+    with SandboxPool(cfg, max_workers=2, warm=0, max_live=5) as pool:
+        worker = threading.Thread(target=lambda: result.extend(run_episodes(
+            pol, [EpisodeStart(t) for t in tasks], pool, agent, tools_for=lambda t: {}, progress=None)),
+            daemon=True)
+        worker.start()
+        worker.join(timeout=300)
+        assert not worker.is_alive(), "the loop waited in new() on a pool it holds itself"
+        assert pool.max_live == 2
+    assert [t.task.id for t in result] == [t.id for t in tasks]

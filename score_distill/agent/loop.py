@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.agent import format as fmt
 from score_distill.models.base import Completion, Policy, SamplingParams
+from score_distill.sandbox.pool import PoolFull
 from score_distill.trajectory import Origin, Step, Task, Trajectory, TurnTokens, steps_to_messages
 from score_distill.utils.progress import progress_bar
 from score_distill.utils.seeds import derive_seed
@@ -159,9 +160,13 @@ def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
         apply_exec_result(st, r)
 
 
-def _admit(pool: Any, st: EpisodeStart, tools_for: ToolsFor, max_steps: int) -> tuple[_Live, bool]:
-    """A fresh sandbox holding what the prefix left; True when the prefix already ends the episode."""
-    sb = pool.new(tools=tools_for(st.task))
+def _admit(pool: Any, st: EpisodeStart, tools_for: ToolsFor, max_steps: int,
+           block: bool = True) -> tuple[_Live, bool]:
+    """A fresh sandbox holding what the prefix left; True when the prefix already ends the episode.
+
+    ``block=False`` (episodes are live): raises ``PoolFull`` when the pool cannot start one now, e.g. the host
+    refused an interpreter below the pool's cap; waiting in ``new()`` would wait on this very thread."""
+    sb = pool.new(tools=tools_for(st.task), block=block)
     steps = [s.model_copy(deep=True) for s in st.prefix]
     ep = _Live(st, steps, sb)
     replayed = steps[:-1] if st.execute_last else steps
@@ -247,7 +252,10 @@ def _run_in_rounds(policy: Policy, queue: list[EpisodeStart], pool: Any, cfg: Ag
     while next_idx < len(queue) or live:
         # ...and while the sandbox pool has room: beyond what the host holds, episodes queue here.
         while next_idx < len(queue) and len(live) < cfg.max_live_episodes and (not live or _pool_has_room(pool)):
-            ep, over = _admit(pool, queue[next_idx], tools_for, cfg.max_steps)
+            try:
+                ep, over = _admit(pool, queue[next_idx], tools_for, cfg.max_steps, block=not live)
+            except PoolFull:  # the host holds no more now: this episode queues until a live one ends
+                break
             if over:
                 finish(next_idx, ep)
             else:
@@ -317,9 +325,14 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
 
     def requests():
         for idx, st in enumerate(queue):
-            while live and not _pool_has_room(pool):
-                yield WAIT  # beyond what the host holds, episodes queue here until a live one ends
-            ep, over = _admit(pool, st, tools_for, cfg.max_steps)
+            while True:
+                while live and not _pool_has_room(pool):
+                    yield WAIT  # beyond what the host holds, episodes queue here until a live one ends
+                try:
+                    ep, over = _admit(pool, st, tools_for, cfg.max_steps, block=not live)
+                    break
+                except PoolFull:  # the host refused one more below the cap: wait for a live one to end
+                    yield WAIT
             if over:
                 finish(idx, ep)
                 continue
