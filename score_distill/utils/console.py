@@ -131,16 +131,22 @@ def _quiet_libraries(verbose: bool) -> None:
         sys.modules["transformers.trainer"].PrinterCallback = cls
 
 
-def configure(run_dir: str | Path, *, verbose: bool = False) -> Path:
-    """Send detail, warnings and library logs to ``RUN/run.log`` (and to stderr too when ``verbose``)."""
-    path = Path(run_dir) / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _drop_handlers() -> None:
+    """Close what an earlier :func:`configure` attached (its log handlers and the run log's stream)."""
     root = logging.getLogger()
     for h in _state["handlers"]:
         root.removeHandler(h)
         h.close()
     if _state["log"] is not None:
         _state["log"].close()
+
+
+def configure(run_dir: str | Path, *, verbose: bool = False) -> Path:
+    """Send detail, warnings and library logs to ``RUN/run.log`` (and to stderr too when ``verbose``)."""
+    path = Path(run_dir) / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_handlers()
+    root = logging.getLogger()
     fh = logging.FileHandler(path, encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [fh]
@@ -165,12 +171,7 @@ def reset() -> None:
     from score_distill.utils.progress import end_stage
 
     end_stage()  # a stage that raised leaves its bars live
-    root = logging.getLogger()
-    for h in _state["handlers"]:
-        root.removeHandler(h)
-        h.close()
-    if _state["log"] is not None:
-        _state["log"].close()
+    _drop_handlers()
     logging.captureWarnings(False)
     _state.update(handlers=[], verbose=True, log=None)
     _TARGET.stream = None
