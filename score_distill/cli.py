@@ -164,9 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     e.add_argument("--model-name", help="served model name (with --endpoint)")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    from score_distill.evaluate_cli import add_endpoint_args
+    from score_distill.evaluate_cli import add_endpoint_args, add_judge_args
 
     add_endpoint_args(e)
+    add_judge_args(e)
     e.add_argument("--suite", action="append", default=[], help="built-in suite as NAME@H<horizon>, e.g. math@H4")
     e.add_argument("--benchmark", action="append", default=[],
                    help="paper benchmark name (aime24, hqa...) or JSONL path")

@@ -46,6 +46,59 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stream", action="store_true", help="ask for whole replies (servers that cannot stream)")
 
 
+# ``--judge-*`` flag -> JudgeConfig field: the configuration's ``eval.judge``, one source of defaults and checks.
+JUDGE_FLAGS = {"judge_endpoint": "base_url", "judge_model": "model", "judge_api_key_env": "api_key_env",
+               "judge_max_concurrency": "max_concurrency", "judge_timeout_s": "timeout_s",
+               "judge_max_retries": "max_retries", "judge_cache": "cache"}
+
+
+def add_judge_args(p: argparse.ArgumentParser) -> None:
+    """The LLM answer judge of ``eval`` (the configuration's ``eval.judge``; see docs/endpoints.md)."""
+    g = p.add_argument_group("answer judge", "an LLM that decides the answers of the paper's benchmarks it scores "
+                             "by accuracy (math, deep search) when exact match and math-verify say no; off unless "
+                             "--judge-endpoint is given")
+    g.add_argument("--judge-endpoint", help="OpenAI-compatible base URL of the judge, e.g. http://localhost:8001/v1")
+    g.add_argument("--judge-model", help="model name the judge endpoint serves")
+    g.add_argument("--judge-api-key-env", help="environment variable holding the judge's API key "
+                   "(default OPENAI_API_KEY; local servers need none)")
+    g.add_argument("--judge-max-concurrency", type=int, help="judge requests in flight at most (default 16)")
+    g.add_argument("--judge-timeout-s", type=float, help="silence after which a judge request is retried "
+                   "(default 120)")
+    g.add_argument("--judge-max-retries", type=int, help="retries of a failed judge request (default 3)")
+    g.add_argument("--judge-cache", help="JSONL verdict cache (default OUT/answer_judge_cache.jsonl): a repeated "
+                   "evaluation never asks twice")
+    g.add_argument("--no-judge", action="store_true", help="no answer judge, whatever --judge-* options say "
+                   "(deterministic scoring only)")
+
+
+def make_judge(args: argparse.Namespace, out: Path):
+    """The judge the ``--judge-*`` options describe (checked as ``eval.judge`` is), or None when it is off."""
+    from pydantic import ValidationError
+
+    from score_distill.config import ConfigError
+    from score_distill.tasks.judge import JudgeConfig, make_answer_judge
+
+    given = {field: getattr(args, flag, None) for flag, field in JUDGE_FLAGS.items()}
+    given = {k: v for k, v in given.items() if v is not None}
+    if getattr(args, "no_judge", False) or not given:
+        return None
+    if not args.judge_endpoint or not args.judge_model:
+        raise ConfigError("the answer judge needs both --judge-endpoint and --judge-model (or --no-judge)")
+    try:
+        cfg = JudgeConfig(**given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        flag = next(f for f, field in JUDGE_FLAGS.items() if field == err["loc"][0])
+        raise ConfigError(f"--{flag.replace('_', '-')}: {err['msg']}") from None
+    judge = make_answer_judge(cfg, out / "answer_judge_cache.jsonl")
+    err = judge.policy.ping()
+    if err:
+        from score_distill.user_errors import EndpointError
+
+        raise EndpointError(f"{cfg.base_url}: the answer judge's endpoint check failed: {err}")
+    return judge
+
+
 def evaluate_cli(args: argparse.Namespace) -> int:
     from score_distill.agent.loop import AgentConfig
     from score_distill.config import ConfigError
@@ -59,6 +112,14 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds '{args.seeds}': expected comma-separated integers") from None
     suites = _suites(args)
+    judge = make_judge(args, Path(args.out))
+    if judge is not None:
+        from score_distill.tasks.judge import judged
+
+        if not any(judged(t) for tasks in suites.values() for t in tasks):
+            console.print("[yellow]the answer judge decides none of these tasks: it judges only the paper's "
+                          "benchmarks scored by accuracy (aime24, math500, gaia, hle...), never a built-in suite, "
+                          "a QA benchmark or a task file's own scorer[/]")
     if args.endpoint:
         from score_distill.models.openai_compat import OpenAIPolicy
 
@@ -85,12 +146,16 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     pool = SandboxPool(SandboxConfig(), max_workers=4)
     try:
         results = evaluate_policy(policy_runner(policy, pool, agent, SamplingParams(), label=f"eval {name}"),
-                                  suites, seeds, out)
+                                  suites, seeds, out, judge=judge)
     finally:
         pool.close()
     write_json(out / "results.json", results)
     from score_distill.report.terminal import render_summary_table
 
     print(render_summary_table({"policies": {name: results}}))
+    if judge is not None:
+        u = judge.usage
+        console.print(f"answer judge {judge.policy.name}: {u.calls} calls, {u.total_tokens:,} tokens, "
+                      f"{u.failures} failed verdicts (scored 0); cache {judge.cache_path}")
     console.print(f"results: {out / 'results.json'}")
     return 0

@@ -70,6 +70,25 @@ def test_short_answers_only_count_in_result_positions():
     assert not leaks_answer(act("final_answer_print(2)"), ref, [], "A square of side 2 is cut twice ...")
 
 
+def test_numbers_that_are_operands_of_arithmetic_are_computation_not_a_leak():
+    # Seen in a real teacher solve: ``n**0.5`` in a primality test, on a task whose answer is 1/2.
+    half = "\\boxed{\\frac{1}{2}}"
+    assert not leaks_answer(act("is_prime = all(n % i for i in range(2, int(n**0.5) + 1))"), half, [], "q")
+    assert not leaks_answer(act("print(x**2)"), "\\boxed{2}", [], "q")
+    assert not leaks_answer(act("print(side * -2)"), "-2", [], "q")
+    # the number written as a result still leaks, and so does one in a string joined to others
+    assert leaks_answer(act("p = 0.5\nprint(p)"), half, [], "q")
+    assert leaks_answer(act('final_answer_print("\\\\boxed{" + "7" + "}")'), "7", [], "q")
+
+
+def test_a_repeating_decimal_in_the_question_grounds_the_fraction_it_equals():
+    # Seen in a real teacher solve: the question's decimal, written as a float, equals the answer 28/99.
+    q = "Express .$\\overline{28}$ as a common fraction."
+    assert not leaks_answer(act("x = 0.2828282828282828\nprint(100 * x - x)"), "\\frac{28}{99}", [], q)
+    assert leaks_answer(act("x = 0.2828282828282828\nprint(100 * x - x)"), "\\frac{28}{99}", [], "Find x.")
+    assert not leaks_answer(act("print(x)", thought="So x = 41/90."), "\\frac{41}{90}", [], "Write 0.4\\overline{5}.")
+
+
 def test_distinctive_answers_count_anywhere_in_thought_or_literals():
     ref = "\\boxed{Adelaide}"
     q = "Where was the politician who represented the Goulburn electoral district born?"

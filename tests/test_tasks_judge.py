@@ -70,9 +70,12 @@ def test_batching_and_parse_reply():
 # ----------------------------------------------------------------------------- in evaluation, over real HTTP
 
 
+PAPER_NAME = {"deep": "gaia", "math": "aime24", "qa": "hotpotqa"}  # a paper benchmark of each kind
+
+
 def _bench(i: int, gold, kind: str, metric: str) -> Task:
     return Task(id=f"{kind}{i}", question=f"Question {kind} {i}?", answer=gold,
-                meta={"benchmark": f"b-{kind}", "kind": kind, "metric": metric})
+                meta={"benchmark": PAPER_NAME[kind], "kind": kind, "metric": metric})
 
 
 def _run_jobs_answering(answers: dict[str, str], calls: list):
@@ -163,3 +166,44 @@ def test_an_unreachable_judge_stops_the_evaluation_instead_of_scoring_zero(tmp_p
         with pytest.raises(EndpointError, match="server_error|500"):
             evaluate_policy(_run_jobs_answering({"deep0": "Lyon"}, []), suites, [0], tmp_path / "p", judge=judge)
     assert (tmp_path / "p" / "deep" / "seed0.jsonl").exists()  # the episodes are kept for the rerun
+
+
+def test_the_judge_never_overrides_a_task_files_own_scorer(tmp_path):
+    """A judge that calls every answer equivalent, over real HTTP: it decides the paper benchmark's task, and
+    none of a user's task file, with or without a scorer of its own."""
+    from score_distill.stages.evaluate import evaluate_policy
+    from score_distill.tasks.benchmarks import load_benchmark
+    from score_distill.tasks.judge import JudgeConfig, judged, make_answer_judge
+    from score_distill.testing.openai_server import FakeOpenAIServer
+
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "exact", "question": "Capital of France?", "answer": "Paris", "scorer": "exact"},
+        {"id": "numeric", "question": "Half of 5?", "answer": "2.5", "scorer": "numeric"},
+        {"id": "mv", "question": "Simplify x+x.", "answer": "2x", "scorer": "math-verify"},
+        {"id": "plain", "question": "Capital of Italy?", "answer": "Rome"},
+    ]) + "\n")
+    mine = load_benchmark(f)
+    assert not any(judged(t) for t in mine)
+    paper = _bench(0, "\\frac{1}{2}", "math", "accuracy")
+    assert judged(paper) and not judged(_bench(0, ["Paris"], "qa", "f1"))
+    assert not judged(Task(id="x", question="q", answer="1", meta={"benchmark": "b", "metric": "accuracy"}))
+    answers = {"mine-exact": "The capital is Lyon", "mine-numeric": "about two and a half",
+               "mine-mv": "two x", "mine-plain": "Roma", "math0": "one half"}
+
+    def always_equivalent(req):
+        return json.dumps({"equivalent": True, "reason": "same"})
+
+    with FakeOpenAIServer(always_equivalent, model_names=["judge-model"]) as srv:
+        judge = make_answer_judge(JudgeConfig(base_url=srv.base_url, model="judge-model", max_retries=0),
+                                  tmp_path / "cache.jsonl")
+        res = evaluate_policy(_run_jobs_answering(answers, []), {"mine": mine, "aime24": [paper]}, [0],
+                              tmp_path / "p", judge=judge)
+        asked = [json.loads(r.body)["messages"][-1]["content"] for r in srv.chat_requests]
+        # Asked directly, the judge still defers to the file's scorer and sends nothing.
+        direct = judge.judge([(t, answers[t.id]) for t in mine[:3]])
+        assert len(srv.chat_requests) == len(asked)
+    assert len(asked) == 1 and asked[0].endswith("one half")
+    assert res["aime24"]["success_mean"] == 1.0 and res["aime24"]["judge"] == {"llm": 1}
+    assert res["mine"]["success_mean"] == 0.0 and "judge" not in res["mine"]
+    assert [(r.equivalent, r.source) for r in direct] == [(False, "deterministic")] * 3

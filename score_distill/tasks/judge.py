@@ -8,9 +8,11 @@ retried once and then recorded as a failure: never "the word true appears in the
 Verdicts are cached on disk (JSONL, crash-safe), keyed by a hash of question, gold, answer and
 judge model, so re-scoring costs nothing; all pending items go to the policy as one batch.
 
-Evaluation (``eval.judge`` in the run configuration) uses it where the paper scores with an LLM
-judge: benchmarks whose metric is "accuracy" (math and deep search). QA benchmarks keep token F1,
-and the built-in suites keep their exact checks, as in the paper.
+Evaluation (``eval.judge`` in the run configuration, ``score-distill eval --judge-endpoint``) uses it
+where the paper scores with an LLM judge: the paper's benchmarks whose metric is "accuracy" (math and
+deep search). QA benchmarks keep token F1, the built-in suites their exact checks, as in the paper; a
+user's task file is scored by its own rule, and a task whose file names a ``scorer`` is never judged:
+the judge does not override the user's scorer, not even when asked directly (:meth:`AnswerJudge.judge`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from score_distill.models.base import Policy, SamplingParams
 from score_distill.trajectory import Task, Trajectory, Usage
 from score_distill.utils.jsonl import DataError, append_jsonl, iter_json_lines
 
+from .benchmarks import BENCHMARKS
 from .scoring import is_correct
 
 JUDGE_SYSTEM = ("You compare a candidate answer with the reference answer of a question. Decide whether they "
@@ -110,6 +113,9 @@ class AnswerJudge:
                 results[i] = JudgeResult(False, "no answer", "deterministic")
             elif is_correct(task, answer):
                 results[i] = JudgeResult(True, "deterministic match", "deterministic")
+            elif task.meta.get("scorer"):  # the task file's own rule has the last word
+                results[i] = JudgeResult(False, f"the task's scorer {task.meta['scorer']!r} rejects it",
+                                         "deterministic")
             elif task.meta.get("suite") in ("math", "search"):
                 results[i] = JudgeResult(False, "exact answer differs", "deterministic")
             elif (hit := self._cache.get(key := self.key(task, answer))) is not None:
@@ -194,8 +200,13 @@ def make_answer_judge(cfg: JudgeConfig | None, default_cache: str | os.PathLike)
 
 
 def judged(task: Task) -> bool:
-    """Whether the paper scores this task's answers with an LLM judge ("accuracy" benchmarks)."""
-    return task.meta.get("metric") == "accuracy" and task.meta.get("suite") not in ("math", "search")
+    """Whether the paper scores this task's answers with an LLM judge: a task of one of the paper's "accuracy"
+    benchmarks (``BENCHMARKS``), and never one whose task file names its own ``scorer``. A user's task file,
+    a QA benchmark and the built-in suites keep their deterministic rules."""
+    if task.meta.get("scorer") or task.meta.get("suite"):
+        return False
+    spec = BENCHMARKS.get(str(task.meta.get("benchmark", "")))
+    return spec is not None and spec.metric == "accuracy" and task.meta.get("metric", "accuracy") == "accuracy"
 
 
 def apply_judge(trajectories: list[Trajectory], judge: AnswerJudge) -> dict[str, int]:

@@ -18,12 +18,20 @@ leak. An ungrounded form in the step is a leak when
    string/number literal of the code (``web_search("... born in Adelaide")`` counts); or
 2. it is short (e.g. "2", "7", "A") and a literal in a *result position* of the code: an argument
    of ``final_answer_print``/``print``, or the whole right-hand side of an assignment
-   (``answer = 7``). A short value inside arithmetic (``x**2``) is computation, not a leak;
-   short values in prose are everywhere and are never flagged.
+   (``answer = 7``). Short values in prose are everywhere and are never flagged.
+
+A number that is an operand of arithmetic in the code (``x**2``, ``n**0.5``, ``price * 1.5``) is an
+input of a computation, not a result written down, and is never a leak, whatever the answer.
 
 Both guards run on every teacher's replacement steps, the built-in oracle's included: the LLM
 teacher retries a step that fails them, and MPS (:func:`check_teacher_step`) checks whatever a
 teacher proposes once more and records a violation instead of training on it.
+
+They also run on a teacher's full solves, the trajectories behaviour cloning imitates
+(:func:`check_teacher_solve`): correction talk on every step, the leak rule on every step but the
+one that gives the final answer, each step against the observations before it. A solve ends by
+stating its answer, so its answer step is not checked; an earlier step that writes the reference
+answer before any observation showed it teaches the student to state a result it has not found.
 
 Limits, stated: a multiple-choice letter or any answer that the question itself contains is
 always grounded (choosing it is the reasoning, and no literal check can tell knowledge from a
@@ -36,12 +44,13 @@ import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from score_distill.agent.format import FINAL_ANSWER_FN
-from score_distill.trajectory import Step, Task
+from score_distill.trajectory import Step, Task, Trajectory
 
 # --------------------------------------------------------------------------- answer forms
 
@@ -49,6 +58,7 @@ _BOXED = re.compile(r"\\boxed\s*\{")
 _NUM = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 _FRAC_LATEX = re.compile(r"\\[dt]?frac\s*\{\s*([-+]?\d+)\s*\}\s*\{\s*([-+]?\d+)\s*\}")
 _FRAC_SLASH = re.compile(r"(?<![\w.])([-+]?\d+)\s*/\s*(\d+)(?![\w.])")
+_REPEATING = re.compile(r"(?<![\w.])(\d*)\.(\d*)\$?\s*\\overline\s*\{(\d+)\}")  # 0.4\overline{5}, .$\overline{28}$
 _SMALL_INT = 100
 
 
@@ -111,6 +121,9 @@ def numbers_in(text: str) -> set[float]:
         for m in rx.finditer(text):
             if float(m.group(2)):
                 vals.add(float(m.group(1)) / float(m.group(2)))
+    for m in _REPEATING.finditer(text):  # a repeating decimal is the fraction it equals
+        whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+        vals.add(float(Fraction(f"{whole}.{fixed or 0}") + Fraction(int(rep), 10 ** len(fixed) * (10 ** len(rep) - 1))))
     return vals
 
 
@@ -171,6 +184,12 @@ def _literal_text(node: ast.AST) -> str | None:
     return None
 
 
+def _is_number(node: ast.AST) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool)
+
+
 def _call_name(node: ast.Call) -> str:
     f = node.func
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
@@ -183,16 +202,24 @@ def code_literals(code: str) -> tuple[list[str], list[str]]:
     except SyntaxError:
         lits = re.findall(r"(['\"])(.*?)\1", code)
         return [s for _, s in lits] + _NUM.findall(code), []
+    # A number that is an operand of arithmetic (``n**0.5``, ``x * 2``) is an input of a computation, not a
+    # result written down; string operands stay ("\\boxed{" + "7" + "}" writes 7).
+    operands: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp):
+            for side in (node.left, node.right):
+                if _is_number(side):
+                    operands.update(id(n) for n in ast.walk(side))
     every: list[str] = []
     result: list[str] = []
     for node in ast.walk(tree):
-        lit = _literal_text(node)
+        lit = _literal_text(node) if id(node) not in operands else None
         if lit is not None and not isinstance(node, ast.UnaryOp):
             every.append(lit)
         if isinstance(node, ast.Call) and _call_name(node) in (FINAL_ANSWER_FN, "print"):
             for arg in node.args:
                 for sub in ast.walk(arg):  # final_answer_print("\\boxed{" + "7" + "}") too
-                    t = _literal_text(sub)
+                    t = _literal_text(sub) if id(sub) not in operands else None
                     if t is not None:
                         result.append(t)
         elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
@@ -267,6 +294,10 @@ _CORRECTION_PATTERNS = [
     r"\bcorrect\b[^.\n]{0,60}\bshould\s+be\b",
     # talking about the reviewer
     r"\b(error\s+analysis|correction\s+suggestion|the\s+suggestion|as\s+suggested|the\s+feedback|the\s+reviewer|reference\s+answer|expected\s+answer|ground\s+truth)\b",
+    # the writer speaking as the teacher ("As the teacher, ..."); "the teacher gives each pupil" in a word
+    # problem passes: only the role followed by a comma, or the teacher's own feedback, counts
+    r"\bas\s+(the|your|a)\s+(teacher|mentor|tutor|reviewer)\s*,",
+    r"\b(teacher|mentor|tutor)'?s?\s+(correction|suggestion|hint|feedback|guidance)\b",
     r"(^|[.!?]\s+)(wait|actually|oops|on\s+second\s+thought|upon\s+(further\s+)?(reflection|review))\b",
     r"\bapolog",
 ]
@@ -300,7 +331,7 @@ class GuardViolation(BaseModel):
 
     guard: GuardKind
     detail: str
-    step_index: int | None = None  # the position the step would have replaced (0-based)
+    step_index: int | None = None  # MPS: the position the step would have replaced; a solve: the step's (0-based)
     teacher: str = ""
     step: Step | None = None
 
@@ -316,4 +347,23 @@ def check_teacher_step(step: Step, task: Task, prefix: list[Step]) -> GuardViola
     phrase = correction_phrase(step)
     if phrase:
         return GuardViolation(guard="correction_talk", detail=f"reads as a correction ({phrase!r})", step=step)
+    return None
+
+
+def check_teacher_solve(traj: Trajectory, teacher: str = "") -> GuardViolation | None:
+    """The guards on a teacher's full solve: the first step that fails one, or None.
+
+    Each step is checked against the question and the observations of the steps before it. The step that
+    gives the final answer may state it (it is the solve's conclusion), so the leak rule skips it; correction
+    talk is checked on every step, since the student imitates every one."""
+    task = traj.task
+    for i, step in enumerate(traj.steps):
+        answers = step.final_answer is not None
+        if not answers and leaks_answer(step, task.answer, [s.observation for s in traj.steps[:i]], task.question):
+            return GuardViolation(guard="answer_leak", step_index=i, teacher=teacher, step=step,
+                                  detail=f"step {i} writes the reference answer before any observation showed it")
+        phrase = correction_phrase(step)
+        if phrase:
+            return GuardViolation(guard="correction_talk", step_index=i, teacher=teacher, step=step,
+                                  detail=f"step {i} reads as a correction ({phrase!r})")
     return None

@@ -9,7 +9,7 @@ from typing import Any
 from score_distill.config import RunConfig
 from score_distill.pipeline.bc_arms import baseline_teacher_trajectories, matched_sft, sft_steps
 from score_distill.pipeline.sft import train_sft
-from score_distill.stages.bc import rejection_sample
+from score_distill.stages.bc import guard_counts, rejection_sample
 
 
 def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
 
         return {"model": base, "trained": False, "steps": 0, "compute": compute.of_base(ctx.run, base_stage)}
     sft_cfg, matched = matched_sft(ctx, cfg.score_sft.sft, steps)
-    kept = rejection_sample(baseline_teacher_trajectories(ctx))
+    trajs = baseline_teacher_trajectories(ctx)
+    kept = rejection_sample(trajs)
     info = train_sft(ctx, "bc_continued", base, kept, sft_cfg, base_stage=base_stage, config_key="score_sft.sft")
-    return {**info, "matched": matched}
+    return {**info, "matched": matched, "guard": guard_counts(trajs)}

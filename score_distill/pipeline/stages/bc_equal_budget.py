@@ -15,7 +15,7 @@ from typing import Any
 from score_distill.config import RunConfig
 from score_distill.pipeline.bc_arms import baseline_teacher_trajectories, matched_sft, sft_steps
 from score_distill.pipeline.sft import train_sft
-from score_distill.stages.bc import rejection_sample, solve_resumable
+from score_distill.stages.bc import guard_counts, rejection_sample, solve_resumable
 from score_distill.tasks.task_set import task_set
 from score_distill.trajectory import Task, Trajectory
 from score_distill.utils.jsonl import read_jsonl
@@ -76,4 +76,5 @@ def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
         sft_cfg, matched = matched_sft(ctx, sft_cfg, sft_steps(ctx, "bc_init") + sft_steps(ctx, "score_sft"))
     info = train_sft(ctx, "bc_equal_budget", cfg.student.model, kept, sft_cfg, config_key="bc_baseline.sft")
     return {**info, "budget_tokens": budget, "spent_tokens": spent, "trajectories": len(chosen),
-            "retained": len(kept), "beyond_the_baseline": n_extra, **({"matched": matched} if matched else {})}
+            "retained": len(kept), "guard": guard_counts(chosen),
+            "beyond_the_baseline": n_extra, **({"matched": matched} if matched else {})}
