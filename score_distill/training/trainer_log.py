@@ -29,9 +29,9 @@ class LogAndBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_local_process_zero and state.max_steps > 0:
             stage = Path(args.output_dir).parent.name or "training"  # RUN/<stage>/train
-            self._cm = progress_bar(state.max_steps, f"{stage} optimizer steps")
+            # global_step > 0: resumed from a checkpoint
+            self._cm = progress_bar(state.max_steps, f"{stage} optimizer steps", done=state.global_step)
             self._bar = self._cm.__enter__()
-            self._bar.advance(state.global_step)  # resumed from a checkpoint
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._bar is not None:
