@@ -14,6 +14,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("SCORE_DISTILL_PROGRESS", "0")
 
 
+@pytest.fixture(scope="module")
+def sandbox_workers() -> int:
+    """Threads of the shared ``pool``; a module overrides this fixture to change it."""
+    return 2
+
+
+@pytest.fixture(scope="module")
+def pool(sandbox_workers):
+    """A real sandbox pool per test module (modules with other sandbox settings define their own ``pool``)."""
+    from score_distill.sandbox import SandboxConfig, SandboxPool
+
+    with SandboxPool(SandboxConfig(timeout_s=5), max_workers=sandbox_workers) as p:
+        yield p
+
+
 @pytest.fixture
 def benchmark_script():
     """Import a script of benchmarks/ (not a package) by name, e.g. ``benchmark_script("data_scaling")``."""

@@ -4,7 +4,6 @@ import pytest
 
 from score_distill.agent import format as fmt
 from score_distill.agent.loop import AgentConfig, EpisodeStart, run_episodes
-from score_distill.sandbox import SandboxConfig, SandboxPool
 from score_distill.testing.scripted_policy import ScriptedPolicy, assistant_turns, question_of
 from score_distill.trajectory import Step, Task
 
@@ -18,10 +17,8 @@ def no_tools(task):
 
 
 @pytest.fixture(scope="module")
-def pool():
-    p = SandboxPool(SandboxConfig(timeout_s=5), max_workers=4)
-    yield p
-    p.close()
+def sandbox_workers():
+    return 4  # the batched loop keeps several episodes live at once
 
 
 def arithmetic_script(chat):

@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from score_distill.pipeline import STAGE_NAMES
 from score_distill.utils import console
 
@@ -90,7 +92,7 @@ def test_bars_of_one_stage_with_one_label_are_one_bar(monkeypatch):
     progress.begin_stage("score_rl")
     try:
         for _update in range(3):
-            with progress.progress_bar(4, "RL rollouts") as bar:
+            with progress.progress_bar(4, "eval student") as bar:
                 bar.advance(4)
         with progress.progress_bar(2, "other") as bar:
             bar.advance(1)
@@ -98,5 +100,30 @@ def test_bars_of_one_stage_with_one_label_are_one_bar(monkeypatch):
         by_label = {t.description: (t.completed, t.total) for t in p.tasks}
     finally:
         progress.end_stage()
-    assert by_label == {"RL rollouts": (12, 12), "other": (1, 2)}
+    assert by_label == {"eval student": (12, 12), "other": (1, 2)}
     assert progress._stage["progress"] is None
+
+
+def test_bar_has_an_eta_from_its_first_unit_even_when_units_take_minutes(monkeypatch):
+    """An RL update can take minutes: the ETA must not need two units within rich's default 30 s window. Units
+    done before a resume count in the bar but not in its speed."""
+    from score_distill.utils import progress
+
+    monkeypatch.setenv("SCORE_DISTILL_PROGRESS", "1")
+    progress.begin_stage("score_rl")
+    try:
+        with progress.progress_bar(10, "score_rl RL updates", done=4) as bar:
+            p = progress._stage["progress"]
+            (task,) = p.tasks
+            assert task.completed == 4 and task.time_remaining is None
+            start = p.get_time()
+            clock = iter(start + 120.0 * k for k in range(1, 100))  # one update every two minutes
+            p.get_time = lambda: next(clock)
+            bar.advance(1)
+            assert task.speed == pytest.approx(1 / 120) and task.time_remaining == pytest.approx(5 * 120, abs=1)
+            bar.advance(1)
+            assert task.speed == pytest.approx(2 / 240) and task.time_remaining == pytest.approx(4 * 120, abs=1)
+            bar.note("(update 7: rollouts 3/8)")
+            assert task.description == "score_rl RL updates (update 7: rollouts 3/8)"
+    finally:
+        progress.end_stage()

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 from score_distill.agent.loop import AgentConfig
 from score_distill.models.base import SamplingParams
 from score_distill.models.hf import TransformersPolicy
 from score_distill.models.tiny import build_tiny_model
-from score_distill.sandbox import SandboxConfig, SandboxPool
 from score_distill.stages.evaluate import evaluate_policy, policy_runner
 from score_distill.tasks.registry import make_tasks
 from score_distill.trajectory import Trajectory
 from score_distill.utils.jsonl import read_jsonl
 
 TIMING = {"gen_seconds", "exec_seconds"}
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = SandboxPool(SandboxConfig(timeout_s=5), max_workers=2)
-    yield p
-    p.close()
 
 
 def content(path):

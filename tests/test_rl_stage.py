@@ -138,3 +138,47 @@ def test_stage_in_process_generation_with_lora(tiny, pool, tmp_path):
     rec = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
     assert rec["rollouts"] == 8 and rec["gen_tokens"] > 0 and rec["tokens"] > 0
     assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()  # merged
+
+
+def test_stage_bar_counts_updates_with_the_rollouts_of_the_current_one(tiny, pool, tmp_path, monkeypatch):
+    """The RL stage's one bar: total = the updates the stage does (max_updates, epochs and items decide), one
+    step per update, resumed updates counted as done; the current update's rollouts in its description."""
+    from score_distill.utils import progress
+
+    monkeypatch.setenv("SCORE_DISTILL_PROGRESS", "1")
+    notes = []
+    note = progress._Bar.note
+
+    def spy(bar, text):
+        notes.append(text)
+        note(bar, text)
+
+    monkeypatch.setattr(progress._Bar, "note", spy)
+    kw = dict(tools_for=no_live_search, scorer=scorer, pool=pool, rollout_policy=ScriptedPolicy())
+
+    def bar_after(c, out):
+        notes.clear()
+        progress.begin_stage("score_rl")
+        try:
+            run_rl_stage(tiny, ITEMS, c, out, progress="score_rl RL updates", **kw)
+            (task,) = progress._stage["progress"].tasks
+            return task.description, task.completed, task.total
+        finally:
+            progress.end_stage()
+
+    def rows(out):
+        return [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+
+    # 3 items, 2 per update, 2 epochs: 4 updates in the schedule; max_updates=3 stops after 3.
+    assert bar_after(cfg(max_updates=3), tmp_path / "a") == ("score_rl RL updates", 3, 3)
+    assert len(rows(tmp_path / "a")) == 3
+    for r in rows(tmp_path / "a"):  # every rollout of every update counted, then the update's training
+        n, u = r["rollouts"], r["step"] + 1
+        assert [t for t in notes if t.startswith(f"(update {u}:")] == [
+            *(f"(update {u}: rollouts {k}/{n})" for k in range(n + 1)), f"(update {u}: training)"]
+    assert notes[-1] == ""
+
+    # Resumed after 3 of 4 updates: the bar's total is still the stage's 4 updates, 3 of them done before.
+    assert bar_after(cfg(), tmp_path / "a") == ("score_rl RL updates", 4, 4)
+    assert len(rows(tmp_path / "a")) == 4
+    assert {t.split(":")[0] for t in notes if t} == {"(update 4"}

@@ -11,17 +11,9 @@ from score_distill.models.hf import TransformersPolicy
 from score_distill.models.tiny import build_tiny_model
 from score_distill.rl.items import RLItem
 from score_distill.rl.rollout import Rollout, encode_rollout
-from score_distill.sandbox import SandboxConfig, SandboxPool
 from score_distill.tasks.registry import make_tasks
 from score_distill.training.chat_tokenize import tokenize_chat
 from score_distill.trajectory import Step, Trajectory, steps_to_messages
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = SandboxPool(SandboxConfig(timeout_s=5), max_workers=2)
-    yield p
-    p.close()
 
 
 @pytest.fixture(scope="module")

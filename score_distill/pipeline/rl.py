@@ -32,7 +32,7 @@ def train_rl(ctx: Any, cfg: Any, stage: str, rl_cfg: RLConfig, items: list) -> d
         console.print(f"[yellow]{stage}: no RL items; the model is unchanged.[/]")
         return {"model": base, "trained": False, "n_items": 0, "compute": before}
     model_dir = run_rl_stage(ctx.res.resolve_model(base), items, rl_cfg, ctx.stage_dir(stage), ctx.res.tools_for,
-                             None, pool=ctx.res.pool, progress="RL rollouts")
+                             None, pool=ctx.res.pool, progress=f"{stage} RL updates")
     log = read_jsonl(ctx.stage_dir(stage) / "log.jsonl")
     tokens = [row.get("train_tokens") for row in log]
     # Optimizer steps taken, not rollout batches: a batch whose groups all tie takes none (rl/grpo.py).

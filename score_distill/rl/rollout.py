@@ -69,11 +69,13 @@ def run_rollouts(
     seed: int | None = None,
     tag: str = "",
     progress: str | None = None,
+    on_done: Callable[[Trajectory], None] | None = None,
 ) -> list[Rollout]:
-    """G rollouts per item (item-major), each with its reward and reason."""
+    """G rollouts per item (item-major), each with its reward and reason. ``on_done``: called as each rollout's
+    episode ends (the RL stage counts them on its bar of updates); ``progress``: a bar of its own for them."""
     starts = episode_starts(items, cfg.group_size, long_horizon=cfg.long_horizon, tag=tag)
     trajs = run_episodes(policy, starts, pool, agent_config(cfg, seed), tools_for=tools_for, scorer=scorer,
-                         progress=progress)
+                         progress=progress, on_done=on_done)
     if len(trajs) != len(starts):
         raise RuntimeError(f"agent loop returned {len(trajs)} trajectories for {len(starts)} episodes")
     rollouts = [Rollout(item=items[s.meta["group"]], group=s.meta["group"], trajectory=t, n_prefix=len(s.prefix))

@@ -14,6 +14,7 @@ item, reward, reason, answer), ``checkpoints/step_N/``, ``model/`` (the final mo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from score_distill.rl.reward import reason_counts
 from score_distill.rl.rollout import encode_rollout, run_rollouts
 from score_distill.rl.schedule import batch_schedule, items_fingerprint
 from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_json, write_jsonl
+from score_distill.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,19 @@ def _spread_share(rollouts: list[Any]) -> float:
     return sum(len(v) > 1 for v in groups.values()) / len(groups) if groups else 0.0
 
 
+def _rollout_counter(bar: Any, u: int, n: int) -> Callable[[Any], None]:
+    """Counts update ``u``'s ``n`` rollouts in the description of the bar of updates as their episodes end."""
+    done = 0
+    bar.note(f"(update {u + 1}: rollouts 0/{n})")
+
+    def count(_trajectory: Any) -> None:
+        nonlocal done
+        done += 1
+        bar.note(f"(update {u + 1}: rollouts {done}/{n})")
+
+    return count
+
+
 def _rollout_record(step: int, r: Any) -> dict[str, Any]:
     t = r.trajectory
     return {"step": step, "item": r.item.id, "kind": r.item.kind, "group": r.group, "reward": r.reward,
@@ -145,7 +160,8 @@ def run_rl_stage(
 
     ``rollout_policy`` overrides the generator (default: the trained model in-process, or the vLLM
     server when ``cfg.rollout_backend == "vllm"``). ``judge_policy`` enables the LLM equivalence judge
-    when ``cfg.equivalence.use_judge``.
+    when ``cfg.equivalence.use_judge``. ``progress``: the label of a bar that counts the updates (the current
+    update's rollouts in its description); None: no bar.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +231,8 @@ def run_rl_stage(
                           max_grad_norm=cfg.max_grad_norm, pad_id=tokenizer.pad_token_id,
                           mini_batch_size=_per_process(cfg.mini_batch_size, accelerator.num_processes))
     per_epoch = math.ceil(len(items) / cfg.items_per_update)
+    bars = contextlib.ExitStack()
+    bar = bars.enter_context(progress_bar(total, progress if accelerator.is_main_process else None, done=start))
     try:
         for u in range(start, total):
             t0 = time.perf_counter()
@@ -222,9 +240,11 @@ def run_rl_stage(
             seed = cfg.seed * 1_000_003 + u  # every update's sampling is reproducible on its own
             torch.manual_seed(seed)
             model.eval()
+            counter = _rollout_counter(bar, u, len(batch) * cfg.group_size)
             with torch.no_grad():
                 rollouts = run_rollouts(policy, batch, pool, cfg, checker, tools_for=tools_for, scorer=scorer,
-                                        seed=seed, tag=f"u{u}", progress=progress)
+                                        seed=seed, tag=f"u{u}", on_done=counter)
+            bar.note(f"(update {u + 1}: training)")
             t_roll = time.perf_counter() - t0
             rewards = [r.reward for r in rollouts]
             adv = group_advantages(rewards, [r.group for r in rollouts], eps=cfg.adv_eps)
@@ -260,7 +280,10 @@ def run_rl_stage(
                     save_checkpoint(out, u + 1, unwrapped, tokenizer, optimizer,
                                     {"next_update": u + 1, "items": fingerprint, "total_updates": total},
                                     keep=cfg.keep_checkpoints)
+            bar.advance(1)
+        bar.note("")
     finally:
+        bars.close()
         if own_pool:
             pool.close()
     if accelerator.is_main_process:

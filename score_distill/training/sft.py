@@ -248,47 +248,15 @@ def last_complete_checkpoint(out: Path) -> str | None:
     return None
 
 
-def train_sft(
-    model_path: str | Path,
-    train_records: list[Any],
-    cfg: SFTConfig,
-    out_dir: str | Path,
-    resume: bool = True,
-    eval_records: list[Any] | None = None,
-    callbacks: list[Any] | None = None,
-) -> TrainResult:
-    """Fine-tune ``model_path`` on the assistant turns of ``train_records`` (Trajectory objects or
-    ``{"messages": [...]}`` dicts); returns where the final plain model is and how training went.
-
-    ``resume=True``: a finished run in ``out_dir`` is returned as is; an interrupted one continues
-    from its last checkpoint (same data order, RNG and scheduler state). ``resume=False`` refuses an
-    ``out_dir`` that already holds checkpoints rather than overwrite them.
-    """
+def build_trainer(model_path: str, cfg: SFTConfig, out: Path, tokenizer: Any, rows: list[dict[str, list[int]]],
+                  eval_rows: list[dict[str, list[int]]] | None = None, callbacks: list[Any] | None = None) -> Any:
+    """The Trainer :func:`train_sft` runs (``rows`` from :func:`tokenize_records`), with its log dicts routed to
+    logging and its steps to the stage's bar instead of stdout (:mod:`score_distill.training.trainer_log`)."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import SFTConfig as TRLSFTConfig
 
     from score_distill.training.sft_trainer import TrainedTokenSFTTrainer
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_model_path(str(model_path))
-    if resume and (out / RESULT_FILE).exists() and (out / "model").exists():
-        return TrainResult.model_validate_json((out / RESULT_FILE).read_text())
-    last = last_complete_checkpoint(out)
-    if last and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints ({Path(last).name}); pass resume=True or a new out_dir")
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows, stats = tokenize_records(tokenizer, list(train_records), cfg)
-    if not rows:
-        if stats["n_all_untrained"] == stats["n_records"]:
-            raise NothingToTrain(f"all {stats['n_records']} records consist of student steps with format errors "
-                                 "(kept as context only: sft.train_malformed_student_steps=false)")
-        raise NoTrainedToken("no training example has a trained token (empty data, or max_length too small)")
-    eval_rows = tokenize_records(tokenizer, list(eval_records), cfg)[0] if eval_records else None
+    from score_distill.training.trainer_log import route_trainer_output
 
     bf16 = _use_bf16(cfg)
     args = TRLSFTConfig(
@@ -332,6 +300,48 @@ def train_sft(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    return route_trainer_output(trainer)
+
+
+def train_sft(
+    model_path: str | Path,
+    train_records: list[Any],
+    cfg: SFTConfig,
+    out_dir: str | Path,
+    resume: bool = True,
+    eval_records: list[Any] | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model_path`` on the assistant turns of ``train_records`` (Trajectory objects or
+    ``{"messages": [...]}`` dicts); returns where the final plain model is and how training went.
+
+    ``resume=True``: a finished run in ``out_dir`` is returned as is; an interrupted one continues
+    from its last checkpoint (same data order, RNG and scheduler state). ``resume=False`` refuses an
+    ``out_dir`` that already holds checkpoints rather than overwrite them.
+    """
+    from transformers import AutoTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model_path(str(model_path))
+    if resume and (out / RESULT_FILE).exists() and (out / "model").exists():
+        return TrainResult.model_validate_json((out / RESULT_FILE).read_text())
+    last = last_complete_checkpoint(out)
+    if last and not resume:
+        raise FileExistsError(f"{out} already holds checkpoints ({Path(last).name}); pass resume=True or a new out_dir")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows, stats = tokenize_records(tokenizer, list(train_records), cfg)
+    if not rows:
+        if stats["n_all_untrained"] == stats["n_records"]:
+            raise NothingToTrain(f"all {stats['n_records']} records consist of student steps with format errors "
+                                 "(kept as context only: sft.train_malformed_student_steps=false)")
+        raise NoTrainedToken("no training example has a trained token (empty data, or max_length too small)")
+    eval_rows = tokenize_records(tokenizer, list(eval_records), cfg)[0] if eval_records else None
+
+    trainer = build_trainer(model_path, cfg, out, tokenizer, rows, eval_rows, callbacks)
     acc = trainer.accelerator
     _check_same_run(out, cfg, _fingerprint(rows), model_path, acc.is_main_process)
     acc.wait_for_everyone()

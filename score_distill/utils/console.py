@@ -1,10 +1,11 @@
 """What a run shows on the terminal, and what goes to ``RUN/run.log`` instead.
 
-The terminal gets one progress bar per stage (episodes, optimizer steps, RL rollouts) and one result line per
+The terminal gets one progress bar per stage (episodes, optimizer steps, RL updates) and one result line per
 stage. Everything else is detail and goes to the run's log file: the pipeline's own chatter (``detail``),
 library warnings (the ``warnings`` module, via :func:`logging.captureWarnings`), the transformers / datasets /
-TRL loggers, Hugging Face's weight-loading bars, and the Trainer's per-step dictionaries. ``verbose=True``
-(``score-distill run --verbose``) shows all of it on stderr as well; the log file gets it either way.
+TRL loggers, Hugging Face's weight-loading bars, and the Trainer's per-step dictionaries (which
+:mod:`score_distill.training.trainer_log` logs). ``verbose=True`` (``score-distill run --verbose``) shows all of
+it on stderr as well; the log file gets it either way.
 Notes that need the user (printed in yellow or red) reach the terminal in both modes.
 """
 
@@ -57,41 +58,6 @@ detail: Console = _DetailConsole(file=_TARGET, soft_wrap=True)  # type: ignore[a
 _state: dict[str, Any] = {"handlers": [], "verbose": True, "log": None}
 
 
-def _trainer_log_callback():
-    """Stands in for transformers' ``PrinterCallback``, which the Trainer adds whenever ``disable_tqdm`` is set and
-    which ``print()``s every log dict to stdout: the dicts go to the log, and the steps drive the stage's bar."""
-    from transformers import TrainerCallback
-
-    from score_distill.utils.progress import progress_bar
-
-    class LogAndBar(TrainerCallback):
-        def __init__(self) -> None:
-            self._cm = self._bar = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if state.is_local_process_zero and state.max_steps > 0:
-                stage = Path(args.output_dir).parent.name or "training"
-                self._cm = progress_bar(state.max_steps, f"{stage} optimizer steps")
-                self._bar = self._cm.__enter__()
-                self._bar.advance(state.global_step)  # resumed from a checkpoint
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self._bar is not None:
-                self._bar.advance(1)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self._cm is not None:
-                self._cm.__exit__(None, None, None)
-            self._cm = self._bar = None
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_local_process_zero and logs:
-                logs = {k: v for k, v in logs.items() if k != "total_flos"}
-                logging.getLogger("score_distill.trainer").info("step %d: %s", state.global_step, logs)
-
-    return LogAndBar
-
-
 def _quiet_libraries(verbose: bool) -> None:
     """Route the Hugging Face libraries' loggers into logging's root (our handlers) and, unless verbose,
     switch off their progress bars."""
@@ -122,13 +88,6 @@ def _quiet_libraries(verbose: bool) -> None:
         hub.disable_progress_bars()
         if dlog is not None:
             dlog.disable_progress_bar()
-    # transformers' Trainer picks PrinterCallback out of its own module namespace when it is built.
-    import transformers.trainer_callback as tcb
-
-    cls = _trainer_log_callback()
-    tcb.PrinterCallback = cls
-    if "transformers.trainer" in sys.modules:
-        sys.modules["transformers.trainer"].PrinterCallback = cls
 
 
 def _drop_handlers() -> None:
