@@ -79,7 +79,7 @@ def stage_line(stage: str, info: dict[str, Any], run_dir: Path) -> str:
         rows = [json.loads(x) for x in (run_dir / "score_rl" / "log.jsonl").read_text().splitlines() if x.strip()] \
             if (run_dir / "score_rl" / "log.jsonl").exists() else []
         reward = f", mean reward {rows[0]['reward_mean']:.2f} -> {rows[-1]['reward_mean']:.2f}" if rows else ""
-        return (f"score_rl: {_n(c.get('rl_batches', 0), 'rollout batch', 'rollout batches')}"
+        return (f"score_rl: {_n(c.get('rl_batches', 0), 'RL update')}"
                 f", {_n(c.get('rl_updates', 0), 'optimizer step')} ({c.get('rl_tokens', 0):,} trained tokens) on "
                 f"{info.get('n_items', 0)} items{reward}")
     if stage in ("bc_equal_budget", "bc_continued"):
