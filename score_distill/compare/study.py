@@ -271,7 +271,7 @@ def matched_statements(agg: dict[str, Any]) -> list[str]:
                        + ("matched (same start, same steps; only the data differs)" if steps == sft else "NOT matched"))
         if "score_rl" in c:
             rl = c["score_rl"]
-            out.append(f"H={h}: SCoRe-RL adds {rl['rl_updates']:.0f} RL updates ({rl['rl_tokens']:,.0f} tokens "
+            out.append(f"H={h}: SCoRe-RL adds {rl['rl_updates']:.0f} RL optimizer steps ({rl['rl_tokens']:,.0f} tokens "
                        "trained) "
                        "that no BC arm matches; SFT tokens differ with the data's lengths (table above)")
     out.append("teacher tokens: matched only between SCoRe and equal-budget BC (the BC baseline uses every "
@@ -436,7 +436,7 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
         print(f"  H={c['horizon']} {name:34s} {c['better']:>3d} / {c['worse']:>3d} / {c['same']:>3d}"
               f"   p = {c['p_value']:.3f}   diff {c['diff_mean'] or 0:+.3f} {ci}   ({c['n_tasks']} tasks, "
               f"{c['runs']} run{'s' if c['runs'] > 1 else ''})")
-    print("\ntraining compute from the untrained student (mean over seeds): SFT steps, SFT tokens, RL updates, "
+    print("\ntraining compute from the untrained student (mean over seeds): SFT steps, SFT tokens, RL optimizer steps, "
           "RL tokens")
     for method, by_h in agg["compute"].items():
         cells = ", ".join(f"H={h}: {v['sft_steps']:.0f} / {v['sft_tokens']:,.0f} / {v['rl_updates']:.0f} / "

@@ -104,7 +104,7 @@ def compute_table(summary: Summary, compute: dict[str, dict[str, int]], teacher:
                       for k in ("sft_steps", "sft_tokens", "rl_updates", "rl_tokens")), teacher.get(pol)]
         rows.append(f"<tr><th>{escape(pol)}</th>" + "".join(f"<td>{count(v)}</td>" for v in cells) + "</tr>")
     return ('<table class="compute"><thead><tr><th>policy</th><th>held-out tasks</th><th>SFT steps</th>'
-            "<th>SFT tokens</th><th>RL updates</th><th>RL tokens</th><th>teacher tokens</th>"
+            "<th>SFT tokens</th><th>RL steps</th><th>RL tokens</th><th>teacher tokens</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 

@@ -47,7 +47,7 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140,
     for suite in suites:
         table.add_column(Text(f"{suite}\n{n_by_suite[suite]} tasks"), justify="right")
     if compute:
-        for head in ("SFT steps", "SFT tokens", "RL updates"):
+        for head in ("SFT steps", "SFT tokens", "RL steps"):
             table.add_column(head, justify="right")
     if teacher:
         table.add_column("teacher tokens", justify="right")
