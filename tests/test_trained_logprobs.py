@@ -112,3 +112,18 @@ def test_sft_padding_free_trains_as_padded_batches(tiny, tmp_path):
     b = AutoModelForCausalLM.from_pretrained(runs[False].model_dir).state_dict()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_padded_sub_batches_group_similar_lengths():
+    """The packed test above goes through several sub-batches (LENGTHS mix short and long rows); each keeps its
+    padding within MAX_PADDING_RATIO, and every sequence is in exactly one."""
+    segs, start = [], 0
+    for n in LENGTHS:
+        segs.append((start, start + n))
+        start += n
+    groups = tl._length_groups(segs)
+    assert len(groups) > 1 and sorted(i for g in groups for i in g) == list(range(len(LENGTHS)))
+    for g in groups:
+        width = max(LENGTHS[i] for i in g)
+        assert width * len(g) <= tl.MAX_PADDING_RATIO * sum(LENGTHS[i] for i in g)
+    assert tl._length_groups([(0, 500), (500, 1000), (1000, 1100)]) == [[0, 1], [2]]
