@@ -52,6 +52,12 @@ def test_tiny_run_prints_one_line_per_stage_and_logs_the_rest(tmp_path):
     assert "score_distill.trainer" in v.stderr and "'loss'" in v.stderr
     assert "score_sft: " in v.stderr
 
+    # A stage the configuration switches off says where it went when silence would mislead (the BC baseline)
+    off = run_cli("--preset", "tiny", "--out", str(out), "--from", "bc_baseline", "--to", "bc_baseline",
+                  "bc_baseline.enabled=false")
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert "bc_baseline: off in this run; `score-distill compare`" in off.stderr
+
 
 def test_configure_routes_warnings_and_library_logs_to_the_run_log(tmp_path, capfd):
     import transformers.utils.logging as tlog

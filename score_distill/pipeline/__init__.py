@@ -63,9 +63,8 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
                 continue
             if not enabled:
                 run.mark_done(stage.name, 0.0, model=None, skipped=DISABLED)
-                if stage.name == "bc_baseline":  # the default run leaves it to the comparison: say where it went
-                    result("bc_baseline: off in this run; `score-distill compare` trains it beside SCoRe, "
-                           "compute-matched")
+                if stage.when_off:
+                    result(f"{stage.name}: {stage.when_off}")
                 continue
             stage_start(stage.name)
             t0 = time.perf_counter()

@@ -26,6 +26,7 @@ class Stage:
     policy: bool = False  # it trains a policy, scored by the eval stage under the stage's name
     enabled: Callable[[Any], bool] = always
     stale: Callable[[Any, Any], bool] | None = None  # (ctx, cfg) -> done, but owed again
+    when_off: str = ""  # the result line of a run that switches the stage off, where silence would mislead
 
 
     def module(self) -> ModuleType:
@@ -38,7 +39,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("mps"),                                      # the BC-init student solves, the teacher corrects
     Stage("split"),                                    # MPS records -> SFT half, RL half
     Stage("score_sft", policy=True),                   # BC init + SFT on corrected trajectories
-    Stage("bc_baseline", policy=True, enabled=lambda c: c.bc_baseline.enabled),
+    Stage("bc_baseline", policy=True, enabled=lambda c: c.bc_baseline.enabled,
+          when_off="off in this run; `score-distill compare` trains it beside SCoRe, compute-matched"),
     Stage("bc_equal_budget", policy=True, enabled=lambda c: c.compare.bc_equal_budget),
     Stage("bc_continued", policy=True, enabled=lambda c: c.compare.bc_continued),
     Stage("score_rl", policy=True),                    # GRPO from verified prefixes, key-step reward
