@@ -212,8 +212,11 @@ def _comparisons(rec: dict[str, Any]) -> list[str]:
             for h, by in sorted(paired.items(), key=lambda kv: int(kv[0])) for pair, v in by.items()]
     if rows:
         out += ["Paired episode by episode (the same held-out task under the same sampling seed, pooled over the "
-                "runs that kept their episodes; p: two-sided sign test on the episodes that differ):", "",
-                *table(["H", "pair", "better", "worse", "same", "runs", "p"], rows), ""]
+                "runs that kept their episodes; p: two-sided sign test on the episodes that differ). Each task "
+                "counts once per training seed here, so the episodes are not independent and p is too small: "
+                "this record predates the task-level test (one unit per distinct task, as `score-distill "
+                "compare` records now), and its p-values support no claim:", "",
+                *table(["H", "pair", "better", "worse", "same", "runs", "p (episodes, over-counted)"], rows), ""]
     return out
 
 
