@@ -3,9 +3,9 @@
 A training step allocates gigabytes of activations and frees them; with glibc's defaults (mmap for blocks past a
 dynamic threshold, heap trimmed past 2x that) every step maps them anew and the kernel zeroes each page again:
 measured on the default run's SFT data, 85 of 335 CPU seconds were system time. Fixing the mmap threshold at
-glibc's maximum (32 MiB) and trimming the heap only past 2 GiB free keeps most of those pages: 120.2 -> 126.6
-tokens/s in one pair of runs (system time 85 -> 62 s), peak RSS unchanged (docs/benchmarks.md). No library sets this for a process
-(it is the allocator of the whole process), hence ctypes; other allocators (jemalloc, tcmalloc) are left alone.
+glibc's maximum (32 MiB) and trimming the heap only past 2 GiB free keeps most of those pages: system time 85 ->
+62 s and 120.2 -> 126.6 tokens/s in one pair of runs, peak RSS unchanged (docs/benchmarks.md). No library sets
+this for a process (it is the allocator of the whole process), hence ctypes; other allocators are left alone.
 """
 
 from __future__ import annotations
