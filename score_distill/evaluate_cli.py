@@ -99,6 +99,20 @@ def make_judge(args: argparse.Namespace, out: Path):
     return judge
 
 
+_GENERIC_DIRS = re.compile(r"^(model|train|checkpoint-\d+|final)$")
+
+
+def model_label(model: str) -> str:
+    """The policy's name in the output folder and the per-task sampling seeds: a run's models live in
+    ``RUN/<stage>/model`` or ``RUN/<stage>/train/model``, so the generic folder names are skipped up to the stage's
+    (two models of one run would otherwise share a folder and their sampling seeds)."""
+    path = Path(model)
+    for part in (path, *path.parents):
+        if part.name and not _GENERIC_DIRS.match(part.name):
+            return part.name
+    return path.name or model
+
+
 def evaluate_cli(args: argparse.Namespace) -> int:
     from score_distill.agent.loop import AgentConfig
     from score_distill.config import ConfigError
@@ -139,8 +153,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     else:
         from score_distill.models.hf import TransformersPolicy
 
-        policy = TransformersPolicy(args.model, name=Path(args.model).name)
-        name = Path(args.model).name
+        name = model_label(args.model)
+        policy = TransformersPolicy(args.model, name=name)
     agent = AgentConfig(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens)
     out = Path(args.out) / re.sub(r"[^\w.-]", "_", name)
     pool = SandboxPool(SandboxConfig(), max_workers=4)
