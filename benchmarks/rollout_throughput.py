@@ -73,9 +73,6 @@ def run_loop(policy, tasks, pool, agent) -> tuple[float, int, int, int]:
 
 
 def main() -> None:
-    from score_distill.utils.malloc import tune_malloc
-
-    tune_malloc()  # before the first big allocation
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--batch", type=int, default=32, help="live episodes (and the raw generate batch)")

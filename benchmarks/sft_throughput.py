@@ -98,9 +98,6 @@ def run_mode(path: str, recs: list, mode: str, a: argparse.Namespace, n_params: 
 
 
 def main() -> None:
-    from score_distill.utils.malloc import tune_malloc
-
-    tune_malloc()  # before the first big allocation
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--horizon", type=int, default=2, help="math horizon of the oracle teacher's trajectories")

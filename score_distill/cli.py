@@ -204,9 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from score_distill.utils.malloc import tune_malloc
-
-    tune_malloc()  # before the first big allocation
     from score_distill.user_errors import USER_ERRORS, describe
 
     args = build_parser().parse_args(argv)

@@ -163,6 +163,9 @@ def run_rl_stage(
     when ``cfg.equivalence.use_judge``. ``progress``: the label of a bar that counts the updates (the current
     update's rollouts in its description); None: no bar.
     """
+    from score_distill.utils.malloc import tune_malloc
+
+    tune_malloc()  # the updates' activations stay mapped between steps
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final_dir = out / "model"

@@ -321,6 +321,9 @@ def train_sft(
     """
     from transformers import AutoTokenizer
 
+    from score_distill.utils.malloc import tune_malloc
+
+    tune_malloc()  # training's activations stay mapped between steps
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_path(str(model_path))

@@ -41,9 +41,6 @@ def parse_config(text: str | None) -> SFTConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from score_distill.utils.malloc import tune_malloc
-
-    tune_malloc()  # before the first big allocation
     ap = argparse.ArgumentParser(prog="python -m score_distill.training.sft_entry", description=__doc__.split("\n")[0])
     ap.add_argument("--records", required=True, help="training records (Trajectory JSONL)")
     ap.add_argument("--model", required=True, help="model folder or 'smollm2-135m'")

@@ -12,9 +12,9 @@ Neuron), and with SDPA attention (CPU, or a GPU without flash attention) transfo
 row of several sequences into one dense block-diagonal mask, i.e. attention over the whole row. A
 padding-free row (``position_ids`` restarting at 0, TRL's ``padding_free`` collator layout) goes through
 the backbone as it is when the attention implementation is a varlen kernel (flash attention); otherwise
-its sequences are run as one right-padded batch (the cheapest measured layout without a varlen kernel, see
-``_backbone_hidden``) and their hidden states re-packed. Everything goes through the model's ``forward``, so
-DDP, FSDP, PEFT and accelerate's wrappers see one ordinary call.
+its sequences are run as right-padded sub-batches of similar length (the cheapest measured layout without a
+varlen kernel, see ``_backbone_hidden``) and their hidden states re-packed. Everything goes through the model's
+``forward``, so DDP, FSDP, PEFT and accelerate's wrappers see one ordinary call.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
 
 
 # A padded sub-batch may hold at most this many slots per real token; longer rows start a new sub-batch. Suites
-# mix 500- and 1,200-token trajectories: one padded batch of both spends a third of its compute on padding.
+# mix 500- and 1,200-token trajectories: one padded batch of both can be a third padding slots (measured gain
+# on the default run's data: 104.9 -> 110.8 tokens/s, docs/benchmarks.md).
 MAX_PADDING_RATIO = 1.25
 
 
@@ -87,9 +88,9 @@ def _backbone_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     backbone = model.base_model  # the decoder stack (PreTrainedModel.base_model: model.model for Llama)
     packed = position_ids is not None and attention_mask is None and input_ids.shape[0] == 1
     if packed and not _varlen_attention(model):
-        # No varlen kernel: the row's sequences go through as one right-padded batch, and their hidden states are
-        # re-packed. Measured on CPU (SmolLM2-135M, 4 x ~520 tokens, forward + backward, CPU seconds): padded 35-43,
-        # one row with transformers' block-diagonal mask 52, one call per sequence 78.
+        # No varlen kernel: the row's sequences go through as right-padded sub-batches of similar length, and their
+        # hidden states are re-packed. Measured on CPU (SmolLM2-135M, 4 x ~520 tokens, forward + backward, CPU
+        # seconds): padded 35-43, one row with transformers' block-diagonal mask 52, one call per sequence 78.
         segs = _segments(position_ids)
         hidden: dict[int, torch.Tensor] = {}
         for group in _length_groups(segs):

@@ -6,6 +6,7 @@ measured on the default run's SFT data, 85 of 335 CPU seconds were system time. 
 glibc's maximum (32 MiB) and trimming the heap only past 2 GiB free keeps most of those pages: system time 85 ->
 62 s and 120.2 -> 126.6 tokens/s in one pair of runs, peak RSS unchanged (docs/benchmarks.md). No library sets
 this for a process (it is the allocator of the whole process), hence ctypes; other allocators are left alone.
+The trainers (``train_sft``, ``run_rl_stage``) set it as they start; setting it again is harmless.
 """
 
 from __future__ import annotations
