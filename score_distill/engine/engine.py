@@ -147,7 +147,9 @@ class RolloutEngine:
         self.families: dict[int, int] = {}  # family -> length of the prefix its rows share
         self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
                       "prefill_forwards": 0, "prefill_rows": 0,
-                      "cascaded_steps": 0, "shared_prefix_reads_saved": 0}
+                      "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
+                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache
+                      "prefill_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
 
     # -- public ---------------------------------------------------------------------------------
     def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
@@ -184,6 +186,7 @@ class RolloutEngine:
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
         finally:
+            self.stats["grow_s"] += self.cache.grow_seconds
             self.cache = None  # free the keys/values
             if was_training:
                 model.train()
@@ -309,7 +312,9 @@ class RolloutEngine:
         index = torch.tensor(todo, device=dev)
         self.cache.prepare(index, kv_len, starts=starts)
         last = sorted(set(k - 1 for k in lens))
+        t0 = time.perf_counter()
         logits = self._forward(ids, pos, mask, keep=torch.tensor(last, device=dev))
+        self.stats["prefill_s"] += time.perf_counter() - t0
         pick = torch.tensor([last.index(k - 1) for k in lens], device=dev)
         logits = logits[torch.arange(len(rows), device=dev), pick]
         self.stats["prefill_tokens"] += sum(lens)
@@ -328,7 +333,9 @@ class RolloutEngine:
         kv_len = start + n
         mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(1, 1, n, kv_len)
         self.cache.prepare(slice(i, i + 1), kv_len, start=start)
+        t0 = time.perf_counter()
         logits = self._forward(torch.tensor([row.pending], device=self.device), pos.view(1, n), mask)
+        self.stats["prefill_s"] += time.perf_counter() - t0
         self.stats["prefill_tokens"] += n
         self.stats["prefill_forwards"] += 1
         self.stats["prefill_rows"] += 1
@@ -348,10 +355,12 @@ class RolloutEngine:
         ids = torch.tensor([r.pending for r in rows], device=self.device)
         plan = self._cascade_plan(lens, kv_len) if self.shared_attention else None
         cascade.set_plan(plan)
+        t0 = time.perf_counter()
         try:
             logits = self._forward(ids, pos.view(b, 1), mask)
         finally:
             cascade.set_plan(None)
+        self.stats["decode_s"] += time.perf_counter() - t0
         for r in rows:
             r.ctx.append(r.pending[0])
             r.pending = []
@@ -392,7 +401,9 @@ class RolloutEngine:
 
     def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:
         live = self.rows[rows] if isinstance(rows, slice) else [self.rows[i] for i in rows]
+        t0 = time.perf_counter()
         tokens, logprobs = self.sampler.choose(logits, rows, [r.generator for r in live])
+        self.stats["sample_s"] += time.perf_counter() - t0
         stopped = self._stop_strings(live, tokens)
         for r, tok, lp, hit in zip(live, tokens, logprobs, stopped):
             r.gen.append(tok)
