@@ -85,8 +85,8 @@ def main() -> None:
         F.linear(x, ws[i % 32])
     one = (time.perf_counter() - t0) / 128
     out = {
-        "model": a.model, "rows": b, "context": n, "threads": torch.get_num_threads(), "step_s": round(step_s, 4),
-        "profiled_s": round(total, 4), "matmul_s": round(mm, 4), "attention_s": round(attn, 4),
+        "model": a.model, "rows": b, "context": n, "threads": torch.get_num_threads(), "step_s": round(step_s, 6),
+        "profiled_s": round(total, 6), "matmul_s": round(mm, 6), "attention_s": round(attn, 6),
         "matmul_gflops": round(2 * params * b / mm / 1e9, 1) if mm else None,
         "attention_kv_gb_s": round(kv_bytes / attn / 1e9, 1) if attn else None,
         "mlp_product": {"shape": [b, hidden, inter], "ms": round(one * 1e3, 3),

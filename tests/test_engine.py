@@ -245,3 +245,17 @@ def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_s
     for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
         assert res[key] > 0, key
     assert res["live_batch"] == 3 and res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
+
+
+def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("decode_step")
+    out = tmp_path / "d.json"
+    monkeypatch.setattr(sys, "argv", ["decode_step", "--model", "tiny", "--rows", "2", "--context", "16",
+                                      "--steps", "1", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    assert res["rows"] == 2 and res["step_s"] > 0 and res["matmul_s"] > 0 and res["attention_s"] > 0
+    assert res["mlp_product"]["gflops"] > 0
