@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -78,7 +79,8 @@ def teacher_trajectories(n: int, horizon: int, seed: int) -> list[Trajectory]:
 
 
 def run_mode(path: str, recs: list, mode: str, a: argparse.Namespace, n_params: int) -> dict:
-    cfg = SFTConfig(learning_rate=1e-5, max_steps=a.steps, batch_size=a.batch, max_length=a.max_length,
+    cfg = SFTConfig(learning_rate=1e-5, max_steps=a.steps, batch_size=a.batch, grad_accum=a.grad_accum,
+                    max_length=a.max_length,
                     lora=mode == "lora", save_steps=10_000, report_to="none", warmup_ratio=0.0,
                     padding_free=not a.padded, logging_steps=1)
     meter = _Meter()
@@ -102,7 +104,9 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--horizon", type=int, default=2, help="math horizon of the oracle teacher's trajectories")
     ap.add_argument("--trajectories", default=None, metavar="JSONL", help="train on these instead (a run's records)")
-    ap.add_argument("--batch", type=int, default=4, help="sequences per optimizer step (the study's SFT batch)")
+    ap.add_argument("--batch", type=int, default=4, help="sequences per forward (the study's SFT batch)")
+    ap.add_argument("--grad-accum", type=int, default=1,
+                    help="forwards per optimizer step (a step trains batch x grad-accum sequences)")
     ap.add_argument("--steps", type=int, default=5, help="optimizer steps; the first is warm-up")
     ap.add_argument("--max-length", type=int, default=2048)
     ap.add_argument("--modes", default="full", help="comma list of full, lora")
@@ -115,12 +119,13 @@ def main() -> None:
     path = resolve_model_path(a.model)
     n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     recs = (read_jsonl(a.trajectories, Trajectory) if a.trajectories
-            else teacher_trajectories(a.batch * a.steps, a.horizon, seed=0))
+            else teacher_trajectories(a.batch * a.grad_accum * a.steps, a.horizon, seed=0))
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()  # SFTConfig.bf16="auto": autocast bf16 on such GPUs
     dtype = torch.bfloat16 if bf16 else torch.float32
     mm = matmul_gflops(dtype, "cuda" if cuda else "cpu")
     out = {"model": a.model, "data": a.trajectories or f"oracle teacher, math H={a.horizon}", "batch": a.batch,
+           "grad_accum": a.grad_accum,
            "steps": a.steps, "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
            "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
            "matmul_gflops": round(mm, 2), "modes": []}
@@ -133,6 +138,9 @@ def main() -> None:
               f"model_gflops={r['model_gflops']:.1f} matmul_gflops={mm:.1f} ratio={r['mfu']:.2f}")
     first = out["modes"][0]  # top-level figures: the first mode (full fine-tuning by default)
     out.update({k: first[k] for k in ("tokens_per_s", "trained_tokens_per_s", "model_gflops", "mfu")})
+    # The process's peak: model loading, the trainer's states and the largest step's activations.
+    out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    print(f"peak RSS {out['peak_rss_gb']} GB")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
 

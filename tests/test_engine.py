@@ -52,9 +52,10 @@ def reference(policy, ids, params, seed=None, stop=None):
     return out[0, len(ids):].tolist()
 
 
-def run_engine(policy, reqs, params, rows, stop=None, on_turns=None):
+def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True):
     engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
-                           eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop)
+                           eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop,
+                           shared_attention=shared_attention)
     got = {}
 
     def default(turns):
@@ -75,6 +76,45 @@ def test_greedy_equals_generate_with_continuous_batching(policy, penalty):
         assert got[i].ids == reference(policy, p, params), i
         assert got[i].context == p and len(got[i].logprobs) == len(got[i].ids)
     assert engine.stats["forked_tokens"] > 0  # the shared system prompt was copied, not recomputed
+    assert engine.stats["cascaded_steps"] > 0  # ...and read once per decode step
+
+
+def test_shared_prefix_attention_equals_plain_attention(policy):
+    """Two families (two system prompts), a lone row and multi-turn appends: the cascaded decode gives the
+    tokens and log-probabilities of plain attention, and reads each family's prefix once per step."""
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=10)
+    glue = policy.chat_glue()
+    other = "You answer questions about geography. Think step by step, then answer in one word. " * 2
+    reqs = []
+    for i, q in enumerate(QUESTIONS):
+        reqs.append((f"a{i}", prompts(policy)[i]))
+        reqs.append((f"b{i}", glue.prompt([{"role": "system", "content": other}, {"role": "user", "content": q}])))
+    reqs.append(("lone", glue.prompt([{"role": "user", "content": QUESTIONS[2]}])))
+
+    def go(shared):
+        seen: dict[str, list] = {}
+
+        def on_turns(done):
+            out = []
+            for t in done:
+                seen.setdefault(t.tag, []).append(t)
+                more = len(seen[t.tag]) < 2
+                out.append(Continue(glue.after_turn(t.ids, f"obs {t.tag}"), 10) if more else None)
+            return out
+
+        _, engine = run_engine(policy, [Request(p, 10, tag=tag) for tag, p in reqs], params, rows=len(reqs),
+                               on_turns=on_turns, shared_attention=shared)
+        return seen, engine
+
+    plain, e0 = go(False)
+    shared, e1 = go(True)
+    assert e0.stats["cascaded_steps"] == 0 and e1.stats["cascaded_steps"] > 0
+    assert e1.stats["shared_prefix_reads_saved"] > 0
+    assert len(e1.families) >= 2
+    for tag, _ in reqs:
+        assert [t.ids for t in shared[tag]] == [t.ids for t in plain[tag]], tag
+        for a, b in zip(shared[tag], plain[tag]):
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4), tag
 
 
 def test_stop_strings_stop_where_generate_stops(policy):
@@ -205,3 +245,17 @@ def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_s
     for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
         assert res[key] > 0, key
     assert res["live_batch"] == 3 and res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
+
+
+def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("decode_step")
+    out = tmp_path / "d.json"
+    monkeypatch.setattr(sys, "argv", ["decode_step", "--model", "tiny", "--rows", "2", "--context", "16",
+                                      "--steps", "1", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    assert res["rows"] == 2 and res["step_s"] > 0 and res["matmul_s"] > 0 and res["attention_s"] > 0
+    assert res["mlp_product"]["gflops"] > 0

@@ -7,7 +7,8 @@ to append (the observation and the chat template's glue: prefilled, nothing re-e
 ``None`` to end the episode, whose row is then given to the next waiting request at once
 (continuous batching: nobody waits for the batch). A request whose leading ids equal those of a
 live row (the G rollouts of one RL item, the system prompt and question every episode shares)
-copies that row's cache for the common prefix instead of computing it again.
+copies that row's cache for the common prefix instead of computing it again, and such rows (a *family*)
+attend to one copy of it at each decode step (:mod:`score_distill.engine.cascade`).
 
 It decodes with the model object it is given: a trainer's in-place updates are seen at the next
 step, with no weight sync.
@@ -26,18 +27,22 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import StopStringCriteria
 
+from score_distill.engine import cascade
 from score_distill.engine.kv import SlotCache
 from score_distill.engine.sampling import Sampler
 from score_distill.models.base import SamplingParams
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 _MIN_FORK = 16  # ids a pending row must share beyond the best prefilled donor to be prefilled first
+_MIN_FAMILY = 32  # a fork shorter than this starts no family: it would shrink the family's shared prefix
+_MAX_PARTS = 8  # attention calls beyond the per-row one in a cascaded decode step (families and lone rows)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class _Row:
     gen: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     turn_start: int = 0  # len(ctx) + len(pending) when the turn began: the turn's context length
+    family: int | None = None  # rows of one family hold bitwise-identical keys/values for its prefix
     t0: float = 0.0
     ended: str | None = None
 
@@ -117,7 +123,7 @@ WAIT = object()
 
 class RolloutEngine:
     def __init__(self, model: Any, tokenizer: Any, params: SamplingParams, *, max_rows: int,
-                 eos_ids: list[int], stop: list[str] | None = None):
+                 eos_ids: list[int], stop: list[str] | None = None, shared_attention: bool = True):
         if not engine_supported(model):
             raise ValueError(f"the engine needs attention {SUPPORTED_ATTENTION}, the model uses "
                              f"{model.config._attn_implementation!r}")
@@ -137,8 +143,13 @@ class RolloutEngine:
         self.n_layers = cfg.num_hidden_layers
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self.rows: list[_Row] = []
+        self.shared_attention = shared_attention and cascade.supported(model)
+        self.families: dict[int, int] = {}  # family -> length of the prefix its rows share
         self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
-                      "prefill_forwards": 0, "prefill_rows": 0}
+                      "prefill_forwards": 0, "prefill_rows": 0,
+                      "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
+                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache
+                      "prefill_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
 
     # -- public ---------------------------------------------------------------------------------
     def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
@@ -147,13 +158,13 @@ class RolloutEngine:
         it = iter(requests)
         self.cache = SlotCache(self.n_layers, self.max_rows)
         self.sampler = Sampler(self.params, self.max_rows, self.vocab, self.device)
-        self.rows = []
+        self.rows, self.families = [], {}
         model = self.model
         was_training = model.training
         model.eval()  # dropout off: generation must not depend on the trainer's mode
         exhausted = False
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), (cascade.enabled(model) if self.shared_attention else nullcontext()):
                 while True:
                     while not exhausted and len(self.rows) < self.max_rows:
                         req = next(it, None)
@@ -175,6 +186,7 @@ class RolloutEngine:
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
         finally:
+            self.stats["grow_s"] += self.cache.grow_seconds
             self.cache = None  # free the keys/values
             if was_training:
                 model.train()
@@ -196,6 +208,13 @@ class RolloutEngine:
             self.cache.copy_row(donor, slot, shared)
             self.stats["forked_tokens"] += shared
         row = _Row(req.tag, list(req.ids[:shared]), list(req.ids[shared:]), req.max_new_tokens, req.generator)
+        if shared >= _MIN_FAMILY:
+            d = self.rows[donor]
+            if d.family is None:
+                d.family = len(self.families)
+                self.families[d.family] = shared
+            self.families[d.family] = min(self.families[d.family], shared)
+            row.family = d.family
         self.rows.append(row)
         self.sampler.reset_row(slot, req.ids)
         self._start_turn(slot)
@@ -293,7 +312,9 @@ class RolloutEngine:
         index = torch.tensor(todo, device=dev)
         self.cache.prepare(index, kv_len, starts=starts)
         last = sorted(set(k - 1 for k in lens))
+        t0 = time.perf_counter()
         logits = self._forward(ids, pos, mask, keep=torch.tensor(last, device=dev))
+        self.stats["prefill_s"] += time.perf_counter() - t0
         pick = torch.tensor([last.index(k - 1) for k in lens], device=dev)
         logits = logits[torch.arange(len(rows), device=dev), pick]
         self.stats["prefill_tokens"] += sum(lens)
@@ -312,7 +333,9 @@ class RolloutEngine:
         kv_len = start + n
         mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(1, 1, n, kv_len)
         self.cache.prepare(slice(i, i + 1), kv_len, start=start)
+        t0 = time.perf_counter()
         logits = self._forward(torch.tensor([row.pending], device=self.device), pos.view(1, n), mask)
+        self.stats["prefill_s"] += time.perf_counter() - t0
         self.stats["prefill_tokens"] += n
         self.stats["prefill_forwards"] += 1
         self.stats["prefill_rows"] += 1
@@ -330,7 +353,14 @@ class RolloutEngine:
         mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(b, 1, 1, kv_len)
         self.cache.prepare(slice(0, b), kv_len, positions=pos)
         ids = torch.tensor([r.pending for r in rows], device=self.device)
-        logits = self._forward(ids, pos.view(b, 1), mask)
+        plan = self._cascade_plan(lens, kv_len) if self.shared_attention else None
+        cascade.set_plan(plan)
+        t0 = time.perf_counter()
+        try:
+            logits = self._forward(ids, pos.view(b, 1), mask)
+        finally:
+            cascade.set_plan(None)
+        self.stats["decode_s"] += time.perf_counter() - t0
         for r in rows:
             r.ctx.append(r.pending[0])
             r.pending = []
@@ -338,9 +368,42 @@ class RolloutEngine:
         self.stats["decoded_tokens"] += b
         self._take(slice(0, b), logits)
 
+    def _cascade_plan(self, lens: list[int], kv_len: int) -> cascade.CascadePlan | None:
+        """How this decode step's attention splits: each family's shared prefix read once, then every row's
+        own part from the smallest prefix on. None (plain attention) when that reads about as much."""
+        members: dict[int, list[int]] = {}
+        alone = []
+        for i, r in enumerate(self.rows):
+            (members.setdefault(r.family, []) if r.family is not None else alone).append(i)
+        alone += [rows[0] for rows in members.values() if len(rows) == 1]
+        groups = {f: rows for f, rows in members.items() if len(rows) > 1}
+        if not groups or len(groups) + len(alone) > _MAX_PARTS:
+            return None
+        # A lone row's own prefix part runs up to the start; its current token stays in the per-row part.
+        start = min([self.families[f] for f in groups] + [lens[i] for i in alone])
+        saved = sum((len(rows) - 1) for rows in groups.values()) * start
+        if start < _MIN_FAMILY:
+            return None
+        dev = self.device
+        families, prefix = [], [start] * len(lens)
+        for f, rows in groups.items():
+            for i in rows:
+                prefix[i] = self.families[f]
+            families.append((rows[0], self.families[f], torch.tensor(rows, device=dev)))
+        families += [(i, start, torch.tensor([i], device=dev)) for i in alone]
+        p = torch.arange(start, kv_len, device=dev)[None, :]
+        keep = (p >= torch.tensor(prefix, device=dev)[:, None]) & (p <= torch.tensor(lens, device=dev)[:, None])
+        dtype = self.model.dtype
+        mask = torch.zeros(keep.shape, dtype=dtype, device=dev).masked_fill_(~keep, torch.finfo(dtype).min)
+        self.stats["cascaded_steps"] += 1
+        self.stats["shared_prefix_reads_saved"] += saved
+        return cascade.CascadePlan(families, start, mask.view(len(lens), 1, 1, -1))
+
     def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:
         live = self.rows[rows] if isinstance(rows, slice) else [self.rows[i] for i in rows]
+        t0 = time.perf_counter()
         tokens, logprobs = self.sampler.choose(logits, rows, [r.generator for r in live])
+        self.stats["sample_s"] += time.perf_counter() - t0
         stopped = self._stop_strings(live, tokens)
         for r, tok, lp, hit in zip(live, tokens, logprobs, stopped):
             r.gen.append(tok)

@@ -13,6 +13,8 @@ but see :mod:`score_distill.engine.engine` for why its manager does not fit.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
@@ -39,8 +41,12 @@ class SlotLayer(CacheLayerMixin):
             return
         for name in ("keys", "values"):
             old = getattr(self, name)
-            new = old.new_zeros(old.shape[0], old.shape[1], capacity, old.shape[3])
-            new[:, :, : old.shape[2]] = old
+            n = old.shape[2]
+            # Each page written once (the copy, then zeros past it): a masked slot is still read by the
+            # attention kernel, so it must hold a finite value, not whatever the allocator gave.
+            new = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
+            new[:, :, :n] = old
+            new[:, :, n:].zero_()
             setattr(self, name, new)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -93,14 +99,17 @@ class SlotCache(Cache):
         self.starts: list[int] | None = None
         self.positions: torch.Tensor | None = None
         self.kv_len = 0
+        self.grow_seconds = 0.0
         super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
 
     def prepare(self, rows: slice | torch.Tensor, kv_len: int, *, start: int | None = None,
                 positions: torch.Tensor | None = None, starts: list[int] | None = None) -> None:
         if kv_len > self.capacity:
+            t0 = time.perf_counter()
             self.capacity = max(-(-kv_len // _GROW) * _GROW, -(-self.capacity * 3 // 2 // _GROW) * _GROW)
             for layer in self.layers:
                 layer.grow(self.capacity)
+            self.grow_seconds += time.perf_counter() - t0
         self.rows, self.kv_len, self.start, self.positions, self.starts = rows, kv_len, start, positions, starts
 
     def copy_row(self, src: int, dst: int, n: int) -> None:

@@ -129,6 +129,7 @@ class TransformersPolicy:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.batch_size = batch_size
+        self.shared_attention = True  # the engine reads a shared prefix once per decode step (engine.cascade)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kw: Any) -> TransformersPolicy:
@@ -166,7 +167,8 @@ class TransformersPolicy:
             log.warning("%s: no rollout engine (%s); generating round by round", self.name, e)
             return None
         return RolloutEngine(self.model, self.tokenizer, params, max_rows=max_rows,
-                             eos_ids=_end_of_turn_ids(self.tokenizer, self.model), stop=stop)
+                             eos_ids=_end_of_turn_ids(self.tokenizer, self.model), stop=stop,
+                             shared_attention=self.shared_attention)
 
     # -- generation -----------------------------------------------------------------------
     def encode_chats(self, chats: list[Chat]) -> list[list[int]]:
