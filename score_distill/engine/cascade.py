@@ -3,8 +3,9 @@
 Every live episode of one task kind starts with the same system prompt, and the G rollouts of one RL item
 share their question too. The engine already copies such a prefix's keys/values instead of computing them
 again (``RolloutEngine._admit``); this module stops it from *reading* them once per row at every decode step.
-A decode step is bound by memory traffic on a CPU (weights, then every row's keys/values), so each row's
-attention is split in two and merged exactly with the log-sum-exp of each part:
+Attention is about a third of a decode step of 32 rows here, nearly all of it reading keys/values
+(``benchmarks/decode_step.py``), so each row's attention is split in two and merged exactly with the
+log-sum-exp of each part:
 
 - the prefix ``[0, P)`` of a family of rows that hold bitwise-identical copies of it: all the family's queries
   attend to one row's copy in one kernel call (read once, not once per row);

@@ -370,7 +370,8 @@ class RolloutEngine:
 
     def _cascade_plan(self, lens: list[int], kv_len: int) -> cascade.CascadePlan | None:
         """How this decode step's attention splits: each family's shared prefix read once, then every row's
-        own part from the smallest prefix on. None (plain attention) when that reads about as much."""
+        own part from the smallest prefix on. None (plain attention) without a family of two or more rows, with
+        more separate parts than ``_MAX_PARTS``, or when the shared part is shorter than ``_MIN_FAMILY``."""
         members: dict[int, list[int]] = {}
         alone = []
         for i, r in enumerate(self.rows):
@@ -381,7 +382,6 @@ class RolloutEngine:
             return None
         # A lone row's own prefix part runs up to the start; its current token stays in the per-row part.
         start = min([self.families[f] for f in groups] + [lens[i] for i in alone])
-        saved = sum((len(rows) - 1) for rows in groups.values()) * start
         if start < _MIN_FAMILY:
             return None
         dev = self.device
@@ -396,7 +396,7 @@ class RolloutEngine:
         dtype = self.model.dtype
         mask = torch.zeros(keep.shape, dtype=dtype, device=dev).masked_fill_(~keep, torch.finfo(dtype).min)
         self.stats["cascaded_steps"] += 1
-        self.stats["shared_prefix_reads_saved"] += saved
+        self.stats["shared_prefix_reads_saved"] += sum(self.families[f] * (len(rows) - 1) for f, rows in groups.items())
         return cascade.CascadePlan(families, start, mask.view(len(lens), 1, 1, -1))
 
     def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:

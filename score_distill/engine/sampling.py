@@ -90,6 +90,7 @@ class Sampler:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 
 
 def _draw_rows(probs: torch.Tensor, generators: list[torch.Generator | None]) -> list[torch.Tensor]:
@@ -99,7 +100,7 @@ def _draw_rows(probs: torch.Tensor, generators: list[torch.Generator | None]) ->
     serially, about 1 ms a row on this CPU, and that is what keeps a row's draws equal to ``generate``'s for the
     same seed; the op releases the GIL and each generator has its own lock, so rows draw in parallel between
     two forwards, when the cores are otherwise idle."""
-    global _pool
+    global _pool, _pool_workers
 
     def draw(i: int) -> torch.Tensor:
         return torch.multinomial(probs[i : i + 1], 1, generator=generators[i]).view(1)
@@ -107,6 +108,6 @@ def _draw_rows(probs: torch.Tensor, generators: list[torch.Generator | None]) ->
     workers = torch.get_num_threads()
     if workers < 2 or len(generators) < 4:
         return [draw(i) for i in range(len(generators))]
-    if _pool is None or _pool._max_workers != workers:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score-sampler")
+    if _pool is None or _pool_workers != workers:
+        _pool, _pool_workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score-sampler"), workers
     return list(_pool.map(draw, range(len(generators))))
