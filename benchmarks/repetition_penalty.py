@@ -6,7 +6,8 @@
 Why: a repetition penalty divides the logit of every token already in the context, the observations included,
 so it works against copying a name out of a search result. This measures by how much, per task, with the agent
 limits of the default preset (5 steps of at most 96 new tokens, H=2) and its sampling otherwise. Every model
-and penalty sees the same tasks with the same per-episode seeds; the JSON holds each task's outcome, and the
+and penalty sees the same tasks with the same per-episode seeds (the agent loop derives them from the sampling
+seed and the task id); the JSON holds each task's outcome, and the
 summary a sign test over the tasks where the two penalties disagree.
 """
 
