@@ -157,6 +157,7 @@ class RunDir:
                 # Escaped: a value such as "[0, 1]" would otherwise be read as rich markup.
                 console.print(f"[yellow]note: the config differs from this run directory's manifest ({escape(shown)}); "
                               "finished stages are kept (use --from STAGE to redo them).[/]")
+                this["config_changes"] = changes  # the record keeps what changed, not only the latest config
             manifest["created"] = old.get("created", manifest["created"])
             manifest["resumed"] = old.get("resumed", 0) + 1
             history = old.get("history") or [{k: old.get(k) for k in keys}]

@@ -174,8 +174,13 @@ def _check_same_run(out: Path, cfg: SFTConfig, fingerprint: str, model_path: str
     cfg_file, fp_file = out / CONFIG_FILE, out / FINGERPRINT_FILE
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
-        if old != json.loads(json.dumps(saved)):
-            raise ValueError(f"{cfg_file}: this out_dir was started with other settings; use a new out_dir")
+        now = json.loads(json.dumps(saved))
+        if old != now:
+            was = {**old.get("config", {}), "model_path": old.get("model_path")}
+            new = {**now["config"], "model_path": model_path}
+            diff = ", ".join(f"{k}: {was.get(k)!r} -> {new.get(k)!r}" for k in sorted(was.keys() | new.keys())
+                             if was.get(k) != new.get(k))
+            raise ValueError(f"{cfg_file}: this out_dir was started with other settings ({diff}); use a new out_dir")
     if fp_file.exists() and fp_file.read_text().strip() != fingerprint:
         raise ValueError(f"{fp_file}: this out_dir was started on other training data; use a new out_dir")
     if is_main:
