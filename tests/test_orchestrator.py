@@ -59,6 +59,10 @@ def test_loop_resumes_owes_switched_on_stages_and_reruns_stale_ones(fake, tmp_pa
     assert calls == ["arm", "eval"]  # the arm is owed; eval is done but stale; z is done
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert len(manifest["history"]) == 3
+    # The record keeps what each resumption changed, not only the latest config.
+    assert "config_changes" not in manifest["history"][1]
+    assert manifest["history"][2]["config_changes"] == ["compare.bc_continued: False -> True"]
+    assert manifest["config"]["compare"]["bc_continued"] is True
 
 
 def test_from_to_trash_and_only(fake, tmp_path):

@@ -121,7 +121,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny, tmp_path):
 def test_resume_refuses_other_settings_or_data(tiny, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_sft(tiny, _records(), _cfg(), tmp_path / "r", callbacks=[_Crash(at=3)])
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(learning_rate: .* -> 0\.001\)"):  # names the field
         train_sft(tiny, _records(), _cfg(learning_rate=1e-3), tmp_path / "r")
     with pytest.raises(ValueError, match="other training data"):
         train_sft(tiny, _records(6), _cfg(), tmp_path / "r")

@@ -5,6 +5,7 @@ task-level comparisons, the plots, and --report-only reading the same figures ba
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -269,3 +270,51 @@ def test_merge_refuses_runs_of_another_setup(tmp_path, benchmark_script):
     f.write_text("{}")
     with pytest.raises(SystemExit, match="not a study.json"):
         study.merge_runs([], [str(f)], want)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_seed_free_policies_are_evaluated_once_per_study(tmp_path, benchmark_script, capsys):
+    """The untrained student and the teacher do not depend on the training seed: the run of seed 1 takes their
+    held-out episodes from seed 0's run, and they are the episodes seed 1 would have sampled itself."""
+    from score_distill.compare import seed_free
+    from score_distill.trajectory import Trajectory
+
+    study = benchmark_script("distillation_study")
+    out = tmp_path / "study"
+    args = ["--preset", "tiny", "--horizons", "2", "--seeds", "0,1", "--out", str(out), "tasks.suites=[math]",
+            "tasks.n_train=6", "tasks.n_eval=2", "--methods", "student_init,teacher,bc_init",
+            "--eval-n", "3", "--eval-seed", "7000"]
+    assert study.main(args) == 0
+    assert "student_init: held-out episodes taken from H2-seed0" in capsys.readouterr().err
+    runs = {r["seed"]: r for r in json.loads((out / "eval-s7000-n3_study.json").read_text())["runs"]}
+    assert "reused_episodes" not in runs[0]
+    assert runs[1]["reused_episodes"] == {"student_init": "H2-seed0", "teacher": "H2-seed0"}
+    assert set(runs[1]["eval_seconds"]) == {"bc_init"}  # nothing decoded for the reused policies
+    assert runs[1]["results"]["student_init"] == runs[0]["results"]["student_init"]
+    s0, s1 = out / "H2-seed0" / "eval-s7000-n3", out / "H2-seed1" / "eval-s7000-n3"
+    assert (s0 / "tasks.jsonl").read_bytes() == (s1 / "tasks.jsonl").read_bytes()
+    assert not (out / "H2-seed0" / "eval").exists()  # the run's own small held-out set is not evaluated
+    # The premise, checked: seed 1 evaluating the untrained student itself writes the same episodes.
+    copied = read_jsonl(s1 / "student_init" / "math@H2" / "seed0.jsonl", Trajectory)
+    for name in ("student_init", "teacher", seed_free.REUSED_FILE, seed_free.KEYS_FILE, "results.json",
+                 "eval_seconds.json"):
+        target = s1 / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    (s0 / seed_free.KEYS_FILE).unlink()  # no sibling to take from: seed 1 decodes them
+    assert study.main([*args[:5], "1", *args[6:]]) == 0
+    (fresh_run,) = [r for r in json.loads((out / "eval-s7000-n3_study.json").read_text())["runs"] if r["seed"] == 1]
+    assert "reused_episodes" not in fresh_run and "student_init" in fresh_run["eval_seconds"]
+    fresh = read_jsonl(s1 / "student_init" / "math@H2" / "seed0.jsonl", Trajectory)
+    assert [t.task.id for t in fresh] == [t.task.id for t in copied]
+    assert [[(s.turn_text(), s.tokens) for s in t.steps] for t in fresh] == [
+        [(s.turn_text(), s.tokens) for s in t.steps] for t in copied]
+    assert fresh_run["results"]["student_init"] == runs[0]["results"]["student_init"]
+    # Another setting of the policy is another key: its files are not taken.
+    cfg = study.run_config("tiny", None, ["tasks.suites=[math]"], 2, 1)
+    other = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"max_new_tokens": 7})})
+    assert seed_free.policy_key(cfg, s1, "student_init") != seed_free.policy_key(other, s1, "student_init")
+    assert seed_free.policy_key(cfg, s1, "student_init") != seed_free.policy_key(cfg, s1, "teacher")

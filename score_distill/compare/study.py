@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from score_distill.compare import seed_free
 from score_distill.compare.stats import compare_tasks, paired_episodes
 from score_distill.config import load_config
 from score_distill.pipeline import Pipeline
@@ -85,11 +86,19 @@ def run_one(preset: str, h: int, seed: int, out: Path, overrides: list[str],
         from score_distill.pipeline import STAGE_NAMES
 
         last = max(STAGE_NAMES.index(m) if m in STAGE_NAMES else 0 for m in (methods or METHODS))
-        pipe.run(only=[*STAGE_NAMES[: last + 1], "eval", "report"])
+        # With another held-out set the record is that set's: the run's own small eval would be spent for nothing.
+        pipe.run(only=[*STAGE_NAMES[: last + 1], *([] if eval_n is not None else ["eval"]), "report"])
         if eval_n is not None:
             try:
                 suites, _ = held_out_set(pipe.ctx, eval_n, eval_seed)
-                evaluate(pipe.ctx, cfg, policies(cfg), suites, eval_dir)
+                names = policies(cfg)
+                siblings = [p for p in out.glob(f"H{h}-seed*") if p.is_dir() and p != pipe.run_dir.path]
+                reused = seed_free.reuse(cfg, eval_dir, siblings, names, list(suites))
+                for policy, run in reused.items():
+                    print(f"   {policy}: held-out episodes taken from {run} (the same policy, tasks and settings)",
+                          file=sys.stderr)
+                evaluate(pipe.ctx, cfg, names, suites, eval_dir)
+                seed_free.record_keys(cfg, eval_dir, list(suites))
             finally:
                 pipe.close()
     return run_record(pipe, h, seed, setup(preset, config_file, overrides, eval_n, eval_seed, match_compute),
@@ -115,12 +124,14 @@ def run_record(pipe: Pipeline, h: int, seed: int, made: dict[str, Any], eval_dir
     matched = {s: m for s in ("bc_baseline", "bc_equal_budget", "bc_continued")
                if (m := (pipe.stage_state(s) or {}).get("matched"))}
     manifest = pipe.run_dir.manifest()
+    reused_p = eval_dir / seed_free.REUSED_FILE
+    reused = json.loads(reused_p.read_text()) if reused_p.exists() else {}
     n_held_out = {suite: m.get("n_tasks") for suite, m in next(iter(results.values()), {}).items()}
     return {"h": h, "seed": seed, "setup": made, "held_out": {"dir": eval_dir.name, "n_tasks": n_held_out},
             "recorded": {k: manifest.get(k) for k in ("created", "command", "git_revision", "machine", "history")},
             "results": results, "episodes": episodes, "teacher_tokens": summary["teacher_tokens"],
             "mps": summary["mps"], "equal_budget": budget, "compute": summary["compute"], "matched": matched,
-            "stage_seconds": stages, "eval_seconds": times,
+            "stage_seconds": stages, "eval_seconds": times, **({"reused_episodes": reused} if reused else {}),
             "seconds": round(sum(stages.values()), 1), "session_seconds": round(seconds, 1)}
 
 
@@ -380,7 +391,7 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path, prefix: st
                               ("progress", "key steps right before the first error", "progress_vs_horizon.png")):
         _plot_vs_horizon(plt, agg[key], ylabel, out / f"{prefix}{name}")
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {}
     for method, key in (("bc_baseline", "bc_baseline"), ("score_rl", None), ("bc_equal_budget", None)):
         xs, ys = [], []
         for r in runs:
@@ -393,9 +404,15 @@ def plots(agg: dict[str, Any], runs: list[dict[str, Any]], out: Path, prefix: st
                 x = (tt.get("bc_init", {}).get("prompt_tokens", 0) + tt.get("bc_init", {}).get("completion_tokens", 0)
                      + tt.get("mps", {}).get("tokens", 0))
             y = _success(r, method)
-            if y is not None:
+            if y is not None and x > 0:  # a method this study did not run has no point (and log(0) none either)
                 xs.append(x)
                 ys.append(y)
+        if xs:
+            series[method] = (xs, ys)
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, (xs, ys) in series.items():
         ax.scatter(xs, ys, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("teacher tokens spent (log)")
