@@ -60,6 +60,31 @@ def test_new_record_fields_are_rendered(tmp_path):
     assert "16 CPU cores, GPU, 128 GB RAM" in page
 
 
+def test_matched_arms_reused_episodes_and_the_reading_guide(tmp_path):
+    def run(seed, reused=None):
+        r = {"h": 2, "seed": seed, "setup": {"preset": "tiny", "config": None, "overrides": []},
+             "results": {p: {"math@H2": {"success_mean": 0.5, "progress": 0.5, "n_tasks": 100}}
+                         for p in ("bc_baseline", "score_rl")},
+             "matched": {"bc_baseline": {"steps": 96, "same_batch": True, "same_max_length": False}}}
+        return {**r, "reused_episodes": reused} if reused else r
+
+    comp = {"a": "score_rl", "b": "bc_baseline", "horizon": 2, "unit": "task", "n_tasks": 100, "better": 1,
+            "worse": 1, "same": 98, "p_value": 1.0, "diff_ci95": [-0.02, 0.02]}
+    fair = tmp_path / "study_fair.json"
+    fair.write_text(json.dumps({"runs": [run(0), run(1, {"student_init": "H2-seed0"})], "comparisons": [comp]}))
+    old = tmp_path / "study_old.json"
+    old.write_text(json.dumps({"runs": [{k: v for k, v in run(0).items() if k != "matched"}],
+                               "comparisons": [comp]}))
+    page = results.render([fair, old])
+    guide = page.split("Contents:")[1].split("\n## ")[0]
+    assert "`study_fair` (H=2; training seeds 0, 1; 100 distinct held-out tasks)" in guide
+    assert "The other studies (`study_old`) lack one or the other" in guide
+    section = page.split("## Study `study_fair`")[1].split("\n## ")[0]
+    assert "| 2 | 1 | bc_baseline | 96 | yes | no |" in section
+    assert "student_init at (H=2, seed 1) from `H2-seed0`" in section
+    assert "No study here" in results.render([old]) and "No study here" not in page
+
+
 def test_unknown_record_is_refused_by_name(tmp_path):
     p = tmp_path / "notes.json"
     p.write_text("{}")

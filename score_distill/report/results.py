@@ -220,6 +220,26 @@ def _comparisons(rec: dict[str, Any]) -> list[str]:
     return out
 
 
+def _matched_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The compute-matched arms (``runs[*].matched``) and the policies whose episodes one run took from another."""
+    rows = [[r["h"], r["seed"], arm, m.get("steps"), "yes" if m.get("same_batch") else "no",
+             "yes" if m.get("same_max_length") else "no"]
+            for r in runs for arm, m in sorted((r.get("matched") or {}).items())]
+    out: list[str] = []
+    if rows:
+        out += ["Compute-matched arms: the SFT optimizer steps each was given (BC init + SCoRe-SFT for the BC baseline "
+                "and equal-budget BC, SCoRe-SFT's for BC continued, which starts from BC init's model), and whether "
+                "its batch and sequence budget are SCoRe-SFT's. SCoRe-RL's RL updates are matched by no BC arm:", "",
+                *table(["H", "seed", "arm", "SFT steps", "same batch", "same max length"], rows), ""]
+    reused = [f"{p} at (H={r['h']}, seed {r['seed']}) from `{src}`" for r in runs
+              for p, src in sorted((r.get("reused_episodes") or {}).items())]
+    if reused:
+        out += ["Held-out episodes evaluated once and shared between training seeds (no stage trains these "
+                "policies, and every episode is seeded by policy, suite, sampling seed and task): "
+                + "; ".join(reused) + ".", ""]
+    return out
+
+
 def _cost_lines(rec: dict[str, Any]) -> list[str]:
     cost = (rec.get("aggregate") or {}).get("cost") or {}
     rows = [[h, num(v.get("bc_per_retained")) if v.get("bc_per_retained") else "-",
@@ -268,7 +288,7 @@ def render_study(name: str, rec: dict[str, Any]) -> list[str]:
             "(it covers the choice of tasks, not of training seed: the per-seed column shows that), and the share "
             "of key steps right before the first critical error (progress):", "",
             *table(["policy", "H", "seeds", "tasks", "success", "95% CI", "per training seed", "progress"], rows), ""]
-    out += _comparisons(rec) + _compute_lines(runs) + _cost_lines(rec)
+    out += _comparisons(rec) + _compute_lines(runs) + _matched_lines(runs) + _cost_lines(rec)
     budget = [[r["h"], r["seed"], num(b.get("budget_tokens")), num(b.get("spent_tokens")), b.get("trajectories"),
                b.get("beyond_the_baseline")] for r in runs if (b := r.get("equal_budget"))]
     if budget:
@@ -329,6 +349,38 @@ def render_mps_cost(name: str, rec: dict[str, Any]) -> list[str]:
                             [machine(rec.get("machine"))]), ""]
 
 
+def _fair(rec: dict[str, Any]) -> bool:
+    """A study whose SCoRe-vs-BC comparisons are compute-matched (every run records its matched arms) and paired
+    over distinct held-out tasks."""
+    runs, comps = rec.get("runs") or [], rec.get("comparisons") or []
+    return bool(runs and comps) and all(r.get("matched") for r in runs) and all(c.get("unit") == "task"
+                                                                             for c in comps)
+
+
+def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    fair = [(n, r) for n, r in studies if _fair(r)]
+    other = [n for n, r in studies if not _fair(r)]
+    out = []
+    if fair:
+        desc = []
+        for name, rec in fair:
+            hs = sorted({r["h"] for r in rec["runs"]})
+            tasks = sorted({c["n_tasks"] for c in rec["comparisons"]})
+            desc.append(f"`{name}` (H={', '.join(map(str, hs))}; training seeds "
+                        f"{', '.join(str(r['seed']) for r in sorted(rec['runs'], key=lambda r: (r['h'], r['seed'])))}"
+                        f"; {', '.join(map(str, tasks))} distinct held-out tasks)")
+        out.append("The comparisons of SCoRe against behaviour cloning with compute-matched controls, tested over "
+                   "distinct held-out tasks: " + "; ".join(desc) + ".")
+    if other:
+        names = ", ".join(f"`{n}`" for n in other)
+        out.append(("The other studies (" + names + ")" if fair else
+                    "No study here has compute-matched controls tested over distinct tasks yet. The studies (" + names
+                    + ")") + " lack one or the other: their figures are what they measured, but their SCoRe-vs-BC "
+                   "gaps support no claim (SCoRe's policies trained more SFT steps than the BC arms, or episodes "
+                   "were counted as independent).")
+    return [" ".join(out), ""] if out else []
+
+
 def render(paths: list[Path]) -> str:
     """The whole page for these record files (order-independent: studies first, then by name)."""
     recs = [(p.stem, json.loads(p.read_text())) for p in paths]
@@ -352,6 +404,7 @@ def render(paths: list[Path]) -> str:
            "teacher budget buys), `score_sft`, `score_rl`, and the RL ablations `rl_long_horizon` (rollouts from the "
            "task's start) and `rl_sparse_reward` (outcome reward only).", "",
            "Contents: " + ", ".join(f"`{name}`" for _, name, _, _ in parts) + ".", ""]
+    out += _reading_guide([(name, rec) for kind, name, _, rec in parts if kind == 0])
     for _, name, fn, rec in parts:
         out += fn(name, rec)
     return "\n".join(out).rstrip("\n") + "\n"
