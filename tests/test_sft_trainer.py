@@ -113,6 +113,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny, tmp_path):
     assert resumed.steps == full.steps == 6
     assert resumed.loss_steps == full.loss_steps
     assert resumed.losses == pytest.approx(full.losses, rel=1e-4)
+    # Token counts run on across the resume (TRL's own restart from zero), in the log and in the result.
+    assert resumed.tokens_seen == full.tokens_seen
+
+    def logged(d):
+        history = json.loads((d / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+        return [(e["num_tokens"], e["num_trained_tokens"]) for e in history if "num_tokens" in e]
+
+    assert logged(tmp_path / "cut") == logged(tmp_path / "full")
     a, b = _state(full.model_dir), _state(resumed.model_dir)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k

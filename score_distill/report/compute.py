@@ -43,6 +43,11 @@ def sft_compute(train_dir: Path) -> dict[str, int] | None:
             if counts:
                 out[name] = int(counts[-1])
         if len(out) > 1:
+            seen = res.get("tokens_seen")  # the trainer's own count, exact across a resume
+            if seen and out.get("sft_tokens") != seen:
+                # The log restarted from zero at a resume (before the trainer restored its counts): its trained
+                # count covers only the steps after it, so none is shown rather than a wrong one.
+                out = {"sft_steps": out["sft_steps"], "sft_tokens": int(seen)}
             return out
     # No checkpoint left: one pass over the data per epoch.
     epochs = ((_read_json(train_dir / "sft_config.json") or {}).get("config") or {}).get("epochs") or 1

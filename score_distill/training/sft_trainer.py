@@ -9,6 +9,9 @@ head on the trained positions only, on every device (TRL's own fused head does t
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from trl import SFTTrainer
 
@@ -19,6 +22,22 @@ class TrainedTokenSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         trained_logprobs.install(self.model)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if isinstance(resume_from_checkpoint, str | Path):
+            self._restore_token_counts(Path(resume_from_checkpoint))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _restore_token_counts(self, checkpoint: Path) -> None:
+        """TRL keeps its running token counts in memory only: without this, a resumed run logs the tokens since
+        the resume as the total (and the stage's one-line result and the report show them)."""
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        history = state.get("log_history", [])
+        seen = state.get("num_input_tokens_seen")  # exact at the checkpoint's step; the log may lag a few steps
+        self._total_train_tokens = int(seen) if seen else next(
+            (int(e["num_tokens"]) for e in reversed(history) if "num_tokens" in e), 0)
+        self._total_trained_tokens = next(
+            (int(e["num_trained_tokens"]) for e in reversed(history) if "num_trained_tokens" in e), 0)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
