@@ -286,7 +286,11 @@ def test_seed_free_policies_are_evaluated_once_per_study(tmp_path, benchmark_scr
             "tasks.n_train=6", "tasks.n_eval=2", "--methods", "student_init,teacher,bc_init",
             "--eval-n", "3", "--eval-seed", "7000"]
     assert study.main(args) == 0
-    assert "student_init: held-out episodes taken from H2-seed0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "student_init: held-out episodes taken from H2-seed0" in err
+    # A clean console, as `score-distill run`'s: stage results on the terminal, library chatter in each run's log.
+    assert "bc_init: teacher solved" in err and "Loading weights" not in err and "training tasks (near" not in err
+    assert "training tasks (near" in (out / "H2-seed0" / "run.log").read_text()
     runs = {r["seed"]: r for r in json.loads((out / "eval-s7000-n3_study.json").read_text())["runs"]}
     assert "reused_episodes" not in runs[0]
     assert runs[1]["reused_episodes"] == {"student_init": "H2-seed0", "teacher": "H2-seed0"}

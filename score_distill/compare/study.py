@@ -34,6 +34,7 @@ from score_distill.pipeline import Pipeline
 from score_distill.pipeline.compute import KEYS as COMPUTE_KEYS
 from score_distill.stages.evaluate import metrics
 from score_distill.trajectory import Trajectory
+from score_distill.utils import console as run_console
 from score_distill.utils.jsonl import read_jsonl, write_json
 
 METHODS = ["student_init", "teacher", "bc_baseline", "bc_equal_budget", "bc_init", "bc_continued", "score_sft",
@@ -512,6 +513,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--match-compute", action=argparse.BooleanOptionalAction, default=True,
                     help="the BC baseline and equal-budget BC train as many SFT steps as BC init + SCoRe-SFT "
                          "(default: on)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="also show trainer and library logs on the terminal (always in each run's run.log)")
     ap.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. tasks.n_train=32")
 
 
@@ -528,9 +531,16 @@ def run_study(args: argparse.Namespace) -> int:
     for h in [int(x) for x in args.horizons.split(",")]:
         for seed in [int(x) for x in args.seeds.split(",")]:
             print(f"== H={h} seed={seed}", file=sys.stderr, flush=True)
-            run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only,
-                          eval_n=args.eval_n, eval_seed=args.eval_seed, methods=methods,
-                          match_compute=args.match_compute)
+            if not args.report_only:  # as `score-distill run`: library chatter to the run's log, not the terminal
+                log = run_console.configure(out / f"H{h}-seed{seed}", verbose=args.verbose)
+                print(f"   details in {log}", file=sys.stderr, flush=True)
+            try:
+                run = run_one(args.preset, h, seed, out, args.overrides, args.config, report_only=args.report_only,
+                              eval_n=args.eval_n, eval_seed=args.eval_seed, methods=methods,
+                              match_compute=args.match_compute)
+            finally:
+                if not args.report_only:
+                    run_console.reset()
             if run is None:
                 print(f"   H={h} seed={seed}: not evaluated yet, left out", file=sys.stderr)
                 continue
