@@ -26,8 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = "python -m score_distill.report.results docs/figures/*.json > docs/results.md"
 # The study's method names, in the order a reader meets them.
-POLICIES = ["teacher", "student_init", "bc_init", "bc_baseline", "bc_equal_budget", "score_sft", "score_rl",
-            "rl_long_horizon", "rl_sparse_reward"]
+POLICIES = ["teacher", "student_init", "bc_init", "bc_baseline", "bc_equal_budget", "bc_continued", "score_sft",
+            "score_rl", "rl_long_horizon", "rl_sparse_reward"]
 PLOTS = [("success_vs_horizon", "success vs H"), ("progress_vs_horizon", "key-step progress vs H"),
          ("success_vs_teacher_tokens", "success vs teacher tokens")]
 
@@ -357,28 +357,45 @@ def _fair(rec: dict[str, Any]) -> bool:
                                                                              for c in comps)
 
 
+def _finding(c: dict[str, Any]) -> str:
+    """One comparison in words: who is ahead when the interval excludes zero, else no difference detected."""
+    lo, hi = c["diff_ci95"]
+    d = 100 * c["diff_mean"] if c.get("diff_mean") is not None else 100 * (lo + hi) / 2
+    iv = f"[{100 * lo:+.0f}, {100 * hi:+.0f}] points, p = {c['p_value']:.2g}"
+    a, b = c["a"], c["b"]
+    if lo > 0 or hi < 0:
+        ahead, behind = (a, b) if lo > 0 else (b, a)
+        return f"H={c['horizon']}: {ahead} ahead of {behind} ({a} - {b} {d:+.0f}, {iv})"
+    return f"H={c['horizon']}: {a} vs {b}, no difference detected ({d:+.0f}, {iv})"
+
+
 def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
     fair = [(n, r) for n, r in studies if _fair(r)]
     other = [n for n, r in studies if not _fair(r)]
-    out = []
+    out: list[str] = []
     if fair:
-        desc = []
+        out += ["The comparisons of SCoRe against behaviour cloning with compute-matched controls, tested over "
+                "distinct held-out tasks:", ""]
         for name, rec in fair:
-            hs = sorted({r["h"] for r in rec["runs"]})
+            runs = sorted(rec["runs"], key=lambda r: (r["h"], r["seed"]))
             tasks = sorted({c["n_tasks"] for c in rec["comparisons"]})
-            desc.append(f"`{name}` (H={', '.join(map(str, hs))}; training seeds "
-                        f"{', '.join(str(r['seed']) for r in sorted(rec['runs'], key=lambda r: (r['h'], r['seed'])))}"
-                        f"; {', '.join(map(str, tasks))} distinct held-out tasks)")
-        out.append("The comparisons of SCoRe against behaviour cloning with compute-matched controls, tested over "
-                   "distinct held-out tasks: " + "; ".join(desc) + ".")
+            seeds = {h: [r["seed"] for r in runs if r["h"] == h] for h in sorted({r["h"] for r in runs})}
+            one = all(len(v) == 1 for v in seeds.values())
+            out += [f"`{name}`: H={', '.join(map(str, seeds))}; training seeds "
+                    + "; ".join(f"{', '.join(map(str, v))} at H={h}" for h, v in seeds.items())
+                    + f"; {', '.join(map(str, tasks))} distinct held-out tasks. The mean difference in success, its "
+                    "95% interval over tasks and the sign test's p"
+                    + (" (one training seed: the interval covers the choice of tasks, not of training seed)"
+                       if one else "") + ":", ""]
+            out += [f"- {_finding(c)}" for c in rec["comparisons"]] + [""]
     if other:
         names = ", ".join(f"`{n}`" for n in other)
-        out.append(("The other studies (" + names + ")" if fair else
-                    "No study here has compute-matched controls tested over distinct tasks yet. The studies (" + names
-                    + ")") + " lack one or the other: their figures are what they measured, but their SCoRe-vs-BC "
-                   "gaps support no claim (SCoRe's policies trained more SFT steps than the BC arms, or episodes "
-                   "were counted as independent).")
-    return [" ".join(out), ""] if out else []
+        out += [("The other studies (" + names + ")" if fair else
+                 "No study here has compute-matched controls tested over distinct tasks yet. The studies (" + names
+                 + ")") + " lack one or the other: their figures are what they measured, but their SCoRe-vs-BC "
+                "gaps support no claim (SCoRe's policies trained more SFT steps than the BC arms, or episodes "
+                "were counted as independent).", ""]
+    return out
 
 
 def render(paths: list[Path]) -> str:
@@ -401,8 +418,10 @@ def render(paths: list[Path]) -> str:
            "Policies: `teacher` (the oracle teacher), `student_init` (the untrained student), `bc_init` (behaviour "
            "cloning on the teacher's share of the tasks), `bc_baseline` (behaviour cloning on every training task's "
            "teacher trajectory), `bc_equal_budget` (behaviour cloning on as many teacher trajectories as SCoRe's "
-           "teacher budget buys), `score_sft`, `score_rl`, and the RL ablations `rl_long_horizon` (rollouts from the "
-           "task's start) and `rl_sparse_reward` (outcome reward only).", "",
+           "teacher budget buys), `bc_continued` (BC init's model trained on every training task's teacher "
+           "trajectory for as many steps as SCoRe-SFT: same start, same steps, other data), `score_sft`, `score_rl`, "
+           "and the RL ablations `rl_long_horizon` (rollouts from the task's start) and `rl_sparse_reward` (outcome "
+           "reward only).", "",
            "Contents: " + ", ".join(f"`{name}`" for _, name, _, _ in parts) + ".", ""]
     out += _reading_guide([(name, rec) for kind, name, _, rec in parts if kind == 0])
     for _, name, fn, rec in parts:
