@@ -78,7 +78,7 @@ def test_matched_arms_reused_episodes_and_the_reading_guide(tmp_path):
         return {**r, "reused_episodes": reused} if reused else r
 
     comp = {"a": "score_rl", "b": "bc_baseline", "horizon": 2, "unit": "task", "n_tasks": 100, "better": 1,
-            "worse": 1, "same": 98, "p_value": 1.0, "diff_ci95": [-0.02, 0.02]}
+            "worse": 1, "same": 98, "p_value": 1.0, "diff_mean": 0.0, "diff_ci95": [-0.02, 0.02]}
     fair = tmp_path / "study_fair.json"
     fair.write_text(json.dumps({"runs": [run(0), run(1, {"student_init": "H2-seed0"})], "comparisons": [comp]}))
     old = tmp_path / "study_old.json"

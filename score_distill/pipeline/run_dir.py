@@ -23,6 +23,7 @@ from typing import Any
 from rich.markup import escape
 
 from score_distill.trajectory import Task
+from score_distill.utils.config_diff import config_changes
 from score_distill.utils.console import detail
 from score_distill.utils.jsonl import read_jsonl, write_atomic, write_json
 
@@ -71,17 +72,6 @@ def machine() -> dict[str, Any]:
     except (ValueError, OSError):
         pass
     return info
-
-
-def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """The dotted fields where two dumped configs differ, as ``field: old -> new``: a user told only that
-    "the config differs" cannot tell an intended override from a typo."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += config_changes(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.') or 'config'}: {old!r} -> {new!r}"]
 
 
 class RunDir:

@@ -38,16 +38,19 @@ def sft_compute(train_dir: Path) -> dict[str, int] | None:
                    if p.name.split("-")[-1].isdigit() else -1)
     for ck in reversed(ckpts):
         history = (_read_json(ck / "trainer_state.json") or {}).get("log_history", [])
+        restarted = False
         for key, name in (("num_tokens", "sft_tokens"), ("num_trained_tokens", "sft_trained_tokens")):
             counts = [e[key] for e in history if key in e]
             if counts:
                 out[name] = int(counts[-1])
+                restarted |= any(b < a for a, b in zip(counts, counts[1:]))
         if len(out) > 1:
-            seen = res.get("tokens_seen")  # the trainer's own count, exact across a resume
-            if seen and out.get("sft_tokens") != seen:
-                # The log restarted from zero at a resume (before the trainer restored its counts): its trained
-                # count covers only the steps after it, so none is shown rather than a wrong one.
-                out = {"sft_steps": out["sft_steps"], "sft_tokens": int(seen)}
+            if res.get("tokens_seen"):  # the trainer's own count: exact, and never lagging the log
+                out["sft_tokens"] = int(res["tokens_seen"])
+            if restarted:
+                # A running count that falls: the log restarted from zero at a resume (before the trainer restored
+                # its counts), so its trained count covers only the steps after it; none is shown rather than that.
+                out.pop("sft_trained_tokens", None)
             return out
     # No checkpoint left: one pass over the data per epoch.
     epochs = ((_read_json(train_dir / "sft_config.json") or {}).get("config") or {}).get("epochs") or 1

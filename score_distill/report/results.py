@@ -360,7 +360,7 @@ def _fair(rec: dict[str, Any]) -> bool:
 def _finding(c: dict[str, Any]) -> str:
     """One comparison in words: who is ahead when the interval excludes zero, else no difference detected."""
     lo, hi = c["diff_ci95"]
-    d = 100 * c["diff_mean"] if c.get("diff_mean") is not None else 100 * (lo + hi) / 2
+    d = 100 * c["diff_mean"]
     iv = f"[{100 * lo:+.0f}, {100 * hi:+.0f}] points, p = {c['p_value']:.2g}"
     a, b = c["a"], c["b"]
     if lo > 0 or hi < 0:

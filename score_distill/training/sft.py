@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.training.chat_tokenize import IGNORE_INDEX, tokenize_chat
 from score_distill.trajectory import Trajectory
+from score_distill.utils.config_diff import config_changes
 from score_distill.utils.jsonl import write_atomic, write_json
 
 # torch, transformers, peft, trl and datasets are imported inside the functions that train: SFTConfig is part of
@@ -178,8 +179,7 @@ def _check_same_run(out: Path, cfg: SFTConfig, fingerprint: str, model_path: str
         if old != now:
             was = {**old.get("config", {}), "model_path": old.get("model_path")}
             new = {**now["config"], "model_path": model_path}
-            diff = ", ".join(f"{k}: {was.get(k)!r} -> {new.get(k)!r}" for k in sorted(was.keys() | new.keys())
-                             if was.get(k) != new.get(k))
+            diff = ", ".join(config_changes(was, new))
             raise ValueError(f"{cfg_file}: this out_dir was started with other settings ({diff}); use a new out_dir")
     if fp_file.exists() and fp_file.read_text().strip() != fingerprint:
         raise ValueError(f"{fp_file}: this out_dir was started on other training data; use a new out_dir")
