@@ -46,8 +46,10 @@ build on what it saw, and a correction written from more would name things the s
 
 ``correct`` writes the next solution step for the verified prefix (progress p, by the same rule, so
 from what the prefix's observations showed): the plan if the error is the plan, else solution
-action p+1 with its natural thought; math code reads the previous value from the variable the
-prefix printed it from (renamed in the solution's code), or recomputes the chain from the question
+action p+1 with its natural thought (a search read quotes the sentence the entity came from only
+where the prefix printed that sentence; otherwise it names the entity alone); math code reads the
+previous value from the variable the prefix printed it from (renamed in the solution's code), or
+recomputes the chain from the question
 when no such variable survives. It never mentions a mistake and never writes a literal final
 answer except the search answer, which the prefix's observations showed. The oracle spends no
 tokens; ``usage.calls`` counts its calls. Its steps pass the same answer-leak and correction-talk
@@ -63,11 +65,13 @@ from fractions import Fraction
 from score_distill.tasks.knowledge_base import get_kb
 from score_distill.tasks.registry import tools_for
 from score_distill.tasks.scoring import is_correct, score
+from score_distill.tasks.search_suite import solution_steps
 from score_distill.teachers.base import StepProposal, Verdict
 from score_distill.trajectory import Step, Task, Trajectory, Usage
 
 _NUM = re.compile(r"Fraction\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)|(?<![\w.])-?\d+(?:/\d+)?")
 _QUERY = re.compile(r"web_search\(\s*(?:query\s*=\s*)?(['\"])(.*?)\1")
+_QUOTE = re.compile(r'The results say: "([^"]+)"')  # a search read quoting its sentence (search_suite)
 
 
 def _numbers(text: str) -> list[str]:
@@ -375,10 +379,16 @@ class OracleTeacher:
         if task.meta.get("suite") == "math":
             return Step(kind="action", thought=s["thought"], code=_math_code(task, prefix, p), origin="teacher")
         code = s["code"]
+        thought = s["thought"]
+        quote = _QUOTE.match(thought)
+        if quote and not any(quote.group(1) in (st.observation or "") for st in prefix):
+            # The prefix reached this entity without printing the sentence the solution quotes (another
+            # page named it): say the same without a quote, so the step cites nothing the student never saw.
+            thought = solution_steps(task.meta["chain"], task.meta["relations"])[1 + p]["thought"]
         if s.get("var"):  # a fresh results variable, never clobbering one the prefix uses
             n_prev = sum(1 for st in prefix if st.kind == "action")
             code = re.sub(rf"\b{s['var']}\b", f"results_{n_prev + 1}", code)
-        return Step(kind="action", thought=s["thought"], code=code, origin="teacher")
+        return Step(kind="action", thought=thought, code=code, origin="teacher")
 
 
 def verified_progress(tr: Trajectory) -> float | None:
