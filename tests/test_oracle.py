@@ -214,6 +214,60 @@ def test_search_read_wrong_entity_from_results():
     assert v.first_error_step == 2 and off in v.analysis
 
 
+def _misspelt(name: str) -> str:
+    return name[:-3] + ("xq" if not name.endswith("xq") else "zv") + name[-1]
+
+
+def test_search_for_a_misspelt_name_is_the_error():
+    """A query naming no entity finds nothing on the way: it is the critical error, not a stall that
+    stays in the verified prefix (SCoRe-SFT would train the misspelling)."""
+    task = make_tasks("search", 1, 2, seed=6)[0]
+    chain = task.meta["chain"]
+    kb = get_kb(task.meta["kb_seed"])
+    bad = _misspelt(chain[0])
+    assert not kb.mentions(bad)
+    tr = _mk(task, [(f"r = web_search({bad!r})\nprint(r)", kb.search(bad), None),
+                    ("final_answer_print('nobody')", "nobody", None)], final="nobody")
+    (v,) = OracleTeacher().locate([tr])
+    assert v.first_error_step == 1 and repr(bad) in v.analysis
+
+
+def test_search_plan_with_a_misspelt_entity_is_the_error():
+    task = make_tasks("search", 1, 2, seed=6)[0]
+    chain = task.meta["chain"]
+    kb = get_kb(task.meta["kb_seed"])
+    tr = _mk(task, [(f"r = web_search({chain[0]!r})\nprint(r)", kb.search(chain[0]), None),
+                    ("final_answer_print('nobody')", "nobody", None)], final="nobody")
+    (v,) = OracleTeacher().locate([tr])
+    assert v.first_error_step == 2  # the plan as written names the entity: accepted
+    tr.steps[0].thought = tr.steps[0].thought.replace(chain[0], _misspelt(chain[0]))
+    (v,) = OracleTeacher().locate([tr])
+    assert v.first_error_step == 0 and "does not name" in v.analysis
+
+
+@pytest.mark.parametrize("printed_page", [True, False])
+def test_search_correction_quotes_only_a_sentence_the_prefix_printed(printed_page):
+    task = make_tasks("search", 1, 3, seed=6)[0]
+    chain = task.meta["chain"]
+    kb = get_kb(task.meta["kb_seed"])
+    res1 = kb.search(chain[0])
+    quote = re.match(r'The results say: "([^"]+)"', _actions(task)[1]["thought"]).group(1)
+    assert quote in res1
+    shown = res1 if printed_page else f"found {chain[1]}"  # the entity alone: the sentence was never printed
+    off = next(n for n in kb.mentions(res1) if n not in chain)
+    tr = _mk(task, [(f"r = web_search({chain[0]!r})\nprint(r)", shown, None),
+                    (f"r2 = web_search({off!r})\nprint(r2)", kb.search(off), None)])
+    tr.steps[1].tool_calls = [ToolCall(name="web_search", args=[chain[0]], result=res1)]
+    tr.steps[2].tool_calls = [ToolCall(name="web_search", args=[off], result=kb.search(off))]
+    oracle = OracleTeacher()
+    (v,) = oracle.locate([tr])
+    assert v.first_error_step == 2
+    (prop,) = oracle.correct([tr], [v])
+    assert f"web_search({chain[1]!r})" in prop.step.code
+    assert (quote in prop.step.thought) is printed_page
+    assert chain[1] in prop.step.thought
+
+
 def test_math_correction_uses_the_prefix_variable_name():
     task = make_tasks("math", 1, 3, seed=8)[0]
     acts = _actions(task)

@@ -72,6 +72,19 @@ def test_search_question_chain_is_in_the_documents():
         assert not re.search(re.escape(kb.entities[chain[-1]].core), t.question)
 
 
+def test_search_reads_quote_the_sentence_they_read_from():
+    """Each read quotes, word for word, the sentence of the hop's search results that names the next
+    entity, so the demonstration shows where the entity is; the quote is what the search showed."""
+    for t in make_tasks("search", 10, 3, seed=5):
+        kb = get_kb(t.meta["kb_seed"])
+        chain, acts = t.meta["chain"], t.meta["solution"][1:]
+        for i in range(len(chain) - 1):
+            quote = re.match(r'The results say: "([^"]+)" ', acts[i + 1]["thought"]).group(1)
+            assert quote in kb.search(chain[i])  # what the student's own search prints
+            assert chain[i + 1] in quote or chain[i + 1][0].upper() + chain[i + 1][1:] in quote
+            assert f"{chain[i + 1]!r}" in acts[i + 1]["code"]  # the next search or the answer uses it
+
+
 def test_kb_has_twins_and_unique_cores():
     kb = get_kb(0)
     cores = [e.core.lower() for e in kb.entities.values()]

@@ -121,6 +121,7 @@ class KnowledgeBase:
                     e.facts[rel.name] = rng.choice([n for n in by_type[rel.obj] if n != e.name])
         self.by_type = by_type
         self.docs = [self._render(e, rng) for e in self.entities.values()]
+        self._pages = {d.id: d.text for d in self.docs}
         self.search = BM25Search(self.docs, k=k)
         # Word-boundary patterns on the unique core find entity mentions in free text.
         self._mention = {n: re.compile(rf"(?<!\w){re.escape(e.core)}(?!\w)", re.I) for n, e in self.entities.items()}
@@ -136,6 +137,10 @@ class KnowledgeBase:
         intro = f"{_cap(e.name)} is {_KIND_WORD[e.type]}."
         tail = [f"Not to be confused with {e.twin}."] if e.twin else []
         return Doc(id=e.name, title=_cap(e.name), text=" ".join([intro, *sents, *tail]))
+
+    def page(self, name: str) -> str:
+        """The text of ``name``'s own document."""
+        return self._pages[name]
 
     def mentions(self, text: str) -> set[str]:
         """Names of the entities whose core word appears in ``text``."""

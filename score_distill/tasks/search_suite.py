@@ -12,7 +12,7 @@ import random
 
 from score_distill.trajectory import Task
 
-from .knowledge_base import RELATIONS, KnowledgeBase, get_kb
+from .knowledge_base import RELATIONS, KnowledgeBase, _cap, get_kb
 
 TOOLS = ["python", "web_search", "final_answer_print"]
 
@@ -40,12 +40,30 @@ def _plan(chain: list[str], rels: list[str]) -> str:
     return " ".join(parts)
 
 
-def solution_steps(chain: list[str], rels: list[str]) -> list[dict]:
+def evidence(kb: KnowledgeBase, subject: str, rel: str, obj: str) -> str:
+    """The sentence of ``subject``'s page that states ``rel`` (the one a reader copies the next entity from)."""
+    text = kb.page(subject)
+    for tpl in RELATIONS[rel].sentences:
+        sent = tpl.format(s=_cap(subject), o=obj)
+        if sent in text:
+            return sent
+    raise ValueError(f"{subject!r}'s page does not state {rel} -> {obj!r}")  # pragma: no cover - by construction
+
+
+def solution_steps(chain: list[str], rels: list[str], quotes: list[str] | None = None) -> list[dict]:
+    """The plan, one search per hop and the answer. With ``quotes`` (hop i's supporting sentence), each
+    read quotes the sentence it takes the entity from instead of naming the entity alone: the teacher
+    shows where in the results the entity is, so a small student learns to copy it out rather than guess."""
     steps: list[dict] = [{"kind": "plan", "thought": _plan(chain, rels), "code": "", "value": ""}]
     for i, r in enumerate(rels):
         subject = chain[i]
         what = RELATIONS[r].plan.format(x=subject)
-        lead = "I need" if i == 0 else f"From the results, the entity I was looking for is {subject}. Now I need"
+        if i == 0:
+            lead = "I need"
+        elif quotes:
+            lead = f'The results say: "{quotes[i - 1]}" Now I need'
+        else:
+            lead = f"From the results, the entity I was looking for is {subject}. Now I need"
         steps.append({
             "kind": "action",
             "thought": f"{lead} {what}, so I will search for {subject}.",
@@ -55,9 +73,10 @@ def solution_steps(chain: list[str], rels: list[str]) -> list[dict]:
             "query": subject,
         })
     last = RELATIONS[rels[-1]].plan.format(x=chain[-2])
+    said = f'The results say: "{quotes[-1]}"' if quotes else f"The results say that {last} is {chain[-1]}."
     steps.append({
         "kind": "action",
-        "thought": f"The results say that {last} is {chain[-1]}. That answers the question.",
+        "thought": f"{said} That answers the question.",
         "code": f"final_answer_print({chain[-1]!r})",
         "value": chain[-1],
         "var": "",
@@ -87,5 +106,7 @@ def make_search_task(task_id: str, kb_seed: int, horizon: int, rng: random.Rando
         source="search",
         tools=list(TOOLS),
         meta={"suite": "search", "horizon": horizon, "seed": seed, "kb_seed": kb_seed,
-              "chain": chain, "relations": rels, "solution": solution_steps(chain, rels)},
+              "chain": chain, "relations": rels,
+              "solution": solution_steps(chain, rels, [evidence(kb, chain[i], r, chain[i + 1])
+                                                       for i, r in enumerate(rels)])},
     )

@@ -16,7 +16,8 @@ build on what it saw, and a correction written from more would name things the s
 1. A trajectory whose final answer is correct -> ``is_correct``.
 2. A plan step is wrong when it names something the task does not contain: math, a number of
    3+ digits that is neither in the question nor a solution value; search, a knowledge-base
-   entity that is not on the question's chain. Otherwise plans are accepted.
+   entity that is not on the question's chain, or a plan that does not name the question's entity
+   (a misspelt name). Otherwise plans are accepted.
 3. An action step makes PROGRESS when it shows a later value: math, a number its observation
    shows equals v_{p+1} (p advances by one), or equals a later v_k that could not match by
    chance (not a small integer, see ``_distinctive``: several operations in one step count).
@@ -28,8 +29,9 @@ build on what it saw, and a correction written from more would name things the s
    false: math, the last number it showed is not a solution value, not a number of the question
    and not a value already reached (a wrong value printed, e.g. an exact result lost to floats);
    search, a query that names an entity off the chain known so far (searched the wrong entity,
-   or read the wrong entity from the results), or a non-search step whose new output names one
-   entity, off the chain (re-printing a search result, which lists many entities, commits to none).
+   or read the wrong entity from the results) or names no entity at all (a misspelt name), or a
+   non-search step whose new output names one entity, off the chain (re-printing a search result,
+   which lists many entities, commits to none).
 5. The step that submits the final answer, when that answer is wrong and no earlier step was
    WRONG, is the final error.
 6. Otherwise the step is a STALL (exception, timeout, no code, format errors, a silent step, or
@@ -46,8 +48,10 @@ build on what it saw, and a correction written from more would name things the s
 
 ``correct`` writes the next solution step for the verified prefix (progress p, by the same rule, so
 from what the prefix's observations showed): the plan if the error is the plan, else solution
-action p+1 with its natural thought; math code reads the previous value from the variable the
-prefix printed it from (renamed in the solution's code), or recomputes the chain from the question
+action p+1 with its natural thought (a search read quotes the sentence the entity came from only
+where the prefix printed that sentence; otherwise it names the entity alone); math code reads the
+previous value from the variable the prefix printed it from (renamed in the solution's code), or
+recomputes the chain from the question
 when no such variable survives. It never mentions a mistake and never writes a literal final
 answer except the search answer, which the prefix's observations showed. The oracle spends no
 tokens; ``usage.calls`` counts its calls. Its steps pass the same answer-leak and correction-talk
@@ -63,11 +67,13 @@ from fractions import Fraction
 from score_distill.tasks.knowledge_base import get_kb
 from score_distill.tasks.registry import tools_for
 from score_distill.tasks.scoring import is_correct, score
+from score_distill.tasks.search_suite import solution_steps
 from score_distill.teachers.base import StepProposal, Verdict
 from score_distill.trajectory import Step, Task, Trajectory, Usage
 
 _NUM = re.compile(r"Fraction\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)|(?<![\w.])-?\d+(?:/\d+)?")
 _QUERY = re.compile(r"web_search\(\s*(?:query\s*=\s*)?(['\"])(.*?)\1")
+_QUOTE = re.compile(r'The results say: "([^"]+)"')  # a search read quoting its sentence (search_suite)
 
 
 def _numbers(text: str) -> list[str]:
@@ -163,8 +169,13 @@ class _Walker:
             bad = [n for n in _numbers(plan) if len(n.lstrip("-").split("/")[0]) >= 3
                    and n not in self.question_numbers and n not in self.values]
             return f"the plan uses {bad[0]}, a number that is not in the question" if bad else None
-        off = sorted(self.kb.mentions(plan) - set(self.chain))
-        return f"the plan is about {off[0]}, which the question does not concern" if off else None
+        named = self.kb.mentions(plan)
+        off = sorted(named - set(self.chain))
+        if off:
+            return f"the plan is about {off[0]}, which the question does not concern"
+        if self.chain[0] not in named:  # e.g. a misspelt name: the searches it plans find nothing
+            return f"the plan does not name {self.chain[0]}, the entity the question asks about"
+        return None
 
     # -- actions: returns ("progress" | "wrong" | "stall", explanation)
     def step(self, s: Step) -> tuple[str, str]:
@@ -222,6 +233,8 @@ class _Walker:
             off = named - known
             if off:
                 return "wrong", f"the search was for {sorted(off)[0]}, which is not the entity needed"
+            if not named:  # a misspelt or invented name: nothing it returns is on the way to the answer
+                return "wrong", f"the search was for {q!r}, which names no entity found so far"
             self.searched |= named
             if self._advance(shown):
                 known = set(self.chain[: self.p + 1])
@@ -375,10 +388,16 @@ class OracleTeacher:
         if task.meta.get("suite") == "math":
             return Step(kind="action", thought=s["thought"], code=_math_code(task, prefix, p), origin="teacher")
         code = s["code"]
+        thought = s["thought"]
+        quote = _QUOTE.match(thought)
+        if quote and not any(quote.group(1) in (st.observation or "") for st in prefix):
+            # The prefix reached this entity without printing the sentence the solution quotes (another
+            # page named it): say the same without a quote, so the step cites nothing the student never saw.
+            thought = solution_steps(task.meta["chain"], task.meta["relations"])[1 + p]["thought"]
         if s.get("var"):  # a fresh results variable, never clobbering one the prefix uses
             n_prev = sum(1 for st in prefix if st.kind == "action")
             code = re.sub(rf"\b{s['var']}\b", f"results_{n_prev + 1}", code)
-        return Step(kind="action", thought=s["thought"], code=code, origin="teacher")
+        return Step(kind="action", thought=thought, code=code, origin="teacher")
 
 
 def verified_progress(tr: Trajectory) -> float | None:
