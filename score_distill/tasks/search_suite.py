@@ -9,12 +9,14 @@ final step that submits the last entity, so a correct solution has H + 1 actions
 from __future__ import annotations
 
 import random
+import re
 
 from score_distill.trajectory import Task
 
 from .knowledge_base import RELATIONS, KnowledgeBase, _cap, get_kb
 
 TOOLS = ["python", "web_search", "final_answer_print"]
+QUOTE = re.compile(r'The results say: "([^"]+)"')  # how a read cites its sentence (the oracle checks it was shown)
 
 _INTROS = ["", "", "Use the search tool to answer. ", "Answer from the document collection. "]
 
