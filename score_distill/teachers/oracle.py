@@ -51,11 +51,10 @@ from what the prefix's observations showed): the plan if the error is the plan, 
 action p+1 with its natural thought (a search read quotes the sentence the entity came from only
 where the prefix printed that sentence; otherwise it names the entity alone); math code reads the
 previous value from the variable the prefix printed it from (renamed in the solution's code), or
-recomputes the chain from the question
-when no such variable survives. It never mentions a mistake and never writes a literal final
-answer except the search answer, which the prefix's observations showed. The oracle spends no
-tokens; ``usage.calls`` counts its calls. Its steps pass the same answer-leak and correction-talk
-guards as any teacher's (MPS runs them on every proposal).
+recomputes the chain from the question when no such variable survives. It never mentions a mistake
+and never writes a literal final answer except the search answer, which the prefix's observations
+showed. The oracle spends no tokens; ``usage.calls`` counts its calls. Its steps pass the same
+answer-leak and correction-talk guards as any teacher's (MPS runs them on every proposal).
 """
 
 from __future__ import annotations
