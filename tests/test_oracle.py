@@ -10,6 +10,7 @@ import pytest
 from score_distill.tasks.knowledge_base import get_kb
 from score_distill.tasks.registry import make_tasks, tools_for
 from score_distill.tasks.scoring import is_correct
+from score_distill.tasks.search_suite import QUOTE
 from score_distill.teachers.base import Teacher
 from score_distill.teachers.oracle import OracleTeacher, _progress_before
 from score_distill.trajectory import Step, Task, ToolCall, Trajectory
@@ -251,7 +252,7 @@ def test_search_correction_quotes_only_a_sentence_the_prefix_printed(printed_pag
     chain = task.meta["chain"]
     kb = get_kb(task.meta["kb_seed"])
     res1 = kb.search(chain[0])
-    quote = re.match(r'The results say: "([^"]+)"', _actions(task)[1]["thought"]).group(1)
+    quote = QUOTE.match(_actions(task)[1]["thought"]).group(1)
     assert quote in res1
     shown = res1 if printed_page else f"found {chain[1]}"  # the entity alone: the sentence was never printed
     off = next(n for n in kb.mentions(res1) if n not in chain)

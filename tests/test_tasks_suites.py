@@ -9,6 +9,7 @@ import pytest
 from score_distill.tasks.knowledge_base import get_kb
 from score_distill.tasks.registry import make_tasks, preview_tasks, tools_for
 from score_distill.tasks.scoring import is_correct
+from score_distill.tasks.search_suite import QUOTE
 from score_distill.trajectory import Task
 from score_distill.utils.jsonl import read_jsonl, write_jsonl
 
@@ -79,7 +80,7 @@ def test_search_reads_quote_the_sentence_they_read_from():
         kb = get_kb(t.meta["kb_seed"])
         chain, acts = t.meta["chain"], t.meta["solution"][1:]
         for i in range(len(chain) - 1):
-            quote = re.match(r'The results say: "([^"]+)" ', acts[i + 1]["thought"]).group(1)
+            quote = QUOTE.match(acts[i + 1]["thought"]).group(1)
             assert quote in kb.search(chain[i])  # what the student's own search prints
             assert chain[i + 1] in quote or chain[i + 1][0].upper() + chain[i + 1][1:] in quote
             assert f"{chain[i + 1]!r}" in acts[i + 1]["code"]  # the next search or the answer uses it

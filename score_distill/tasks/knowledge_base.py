@@ -138,9 +138,10 @@ class KnowledgeBase:
         tail = [f"Not to be confused with {e.twin}."] if e.twin else []
         return Doc(id=e.name, title=_cap(e.name), text=" ".join([intro, *sents, *tail]))
 
-    def page(self, name: str) -> str:
-        """The text of ``name``'s own document."""
-        return self._pages[name]
+    def fact_sentence(self, name: str, rel: str) -> str:
+        """The sentence of ``name``'s own page that states its ``rel`` fact (the one a reader copies it from)."""
+        obj, text = self.entities[name].facts[rel], self._pages[name]
+        return next(sent for tpl in RELATIONS[rel].sentences if (sent := tpl.format(s=_cap(name), o=obj)) in text)
 
     def mentions(self, text: str) -> set[str]:
         """Names of the entities whose core word appears in ``text``."""

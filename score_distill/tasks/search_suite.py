@@ -9,12 +9,14 @@ final step that submits the last entity, so a correct solution has H + 1 actions
 from __future__ import annotations
 
 import random
+import re
 
 from score_distill.trajectory import Task
 
-from .knowledge_base import RELATIONS, KnowledgeBase, _cap, get_kb
+from .knowledge_base import RELATIONS, KnowledgeBase, get_kb
 
 TOOLS = ["python", "web_search", "final_answer_print"]
+QUOTE = re.compile(r'The results say: "([^"]+)"')  # how a read cites its sentence (the oracle checks it was shown)
 
 _INTROS = ["", "", "Use the search tool to answer. ", "Answer from the document collection. "]
 
@@ -38,16 +40,6 @@ def _plan(chain: list[str], rels: list[str]) -> str:
         subject = "it"
     parts.append("The last entity found is the answer, which I will submit with final_answer_print.")
     return " ".join(parts)
-
-
-def evidence(kb: KnowledgeBase, subject: str, rel: str, obj: str) -> str:
-    """The sentence of ``subject``'s page that states ``rel`` (the one a reader copies the next entity from)."""
-    text = kb.page(subject)
-    for tpl in RELATIONS[rel].sentences:
-        sent = tpl.format(s=_cap(subject), o=obj)
-        if sent in text:
-            return sent
-    raise ValueError(f"{subject!r}'s page does not state {rel} -> {obj!r}")  # pragma: no cover - by construction
 
 
 def solution_steps(chain: list[str], rels: list[str], quotes: list[str] | None = None) -> list[dict]:
@@ -107,6 +99,5 @@ def make_search_task(task_id: str, kb_seed: int, horizon: int, rng: random.Rando
         tools=list(TOOLS),
         meta={"suite": "search", "horizon": horizon, "seed": seed, "kb_seed": kb_seed,
               "chain": chain, "relations": rels,
-              "solution": solution_steps(chain, rels, [evidence(kb, chain[i], r, chain[i + 1])
-                                                       for i, r in enumerate(rels)])},
+              "solution": solution_steps(chain, rels, [kb.fact_sentence(chain[i], r) for i, r in enumerate(rels)])},
     )

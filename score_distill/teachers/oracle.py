@@ -51,11 +51,10 @@ from what the prefix's observations showed): the plan if the error is the plan, 
 action p+1 with its natural thought (a search read quotes the sentence the entity came from only
 where the prefix printed that sentence; otherwise it names the entity alone); math code reads the
 previous value from the variable the prefix printed it from (renamed in the solution's code), or
-recomputes the chain from the question
-when no such variable survives. It never mentions a mistake and never writes a literal final
-answer except the search answer, which the prefix's observations showed. The oracle spends no
-tokens; ``usage.calls`` counts its calls. Its steps pass the same answer-leak and correction-talk
-guards as any teacher's (MPS runs them on every proposal).
+recomputes the chain from the question when no such variable survives. It never mentions a mistake
+and never writes a literal final answer except the search answer, which the prefix's observations
+showed. The oracle spends no tokens; ``usage.calls`` counts its calls. Its steps pass the same
+answer-leak and correction-talk guards as any teacher's (MPS runs them on every proposal).
 """
 
 from __future__ import annotations
@@ -67,13 +66,12 @@ from fractions import Fraction
 from score_distill.tasks.knowledge_base import get_kb
 from score_distill.tasks.registry import tools_for
 from score_distill.tasks.scoring import is_correct, score
-from score_distill.tasks.search_suite import solution_steps
+from score_distill.tasks.search_suite import QUOTE, solution_steps
 from score_distill.teachers.base import StepProposal, Verdict
 from score_distill.trajectory import Step, Task, Trajectory, Usage
 
 _NUM = re.compile(r"Fraction\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)|(?<![\w.])-?\d+(?:/\d+)?")
 _QUERY = re.compile(r"web_search\(\s*(?:query\s*=\s*)?(['\"])(.*?)\1")
-_QUOTE = re.compile(r'The results say: "([^"]+)"')  # a search read quoting its sentence (search_suite)
 
 
 def _numbers(text: str) -> list[str]:
@@ -389,7 +387,7 @@ class OracleTeacher:
             return Step(kind="action", thought=s["thought"], code=_math_code(task, prefix, p), origin="teacher")
         code = s["code"]
         thought = s["thought"]
-        quote = _QUOTE.match(thought)
+        quote = QUOTE.match(thought)
         if quote and not any(quote.group(1) in (st.observation or "") for st in prefix):
             # The prefix reached this entity without printing the sentence the solution quotes (another
             # page named it): say the same without a quote, so the step cites nothing the student never saw.
