@@ -52,10 +52,10 @@ def reference(policy, ids, params, seed=None, stop=None):
     return out[0, len(ids):].tolist()
 
 
-def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True):
+def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True, mixed_steps=True):
     engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
                            eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop,
-                           shared_attention=shared_attention)
+                           shared_attention=shared_attention, mixed_steps=mixed_steps)
     got = {}
 
     def default(turns):
@@ -161,8 +161,19 @@ def test_identical_prompts_prefill_once_and_fork(policy):
     assert all(got[j].ids == got[0].ids for j in range(4))
 
 
-def test_continued_turns_equal_generate_on_the_whole_context(policy):
-    """A second turn decoded from the kept cache equals generate on (prompt + turn 1 + appended ids)."""
+@pytest.mark.parametrize("mixed,attention", [(True, "sdpa"), (False, "sdpa"), (True, "eager")])
+def test_continued_turns_equal_generate_on_the_whole_context(policy, mixed, attention):
+    """A second turn decoded from the kept cache equals generate on (prompt + turn 1 + appended ids), whether
+    the appended ids ride along with the other rows' decode step (mixed) or get a forward of their own."""
+    own = policy.model.config._attn_implementation
+    policy.model.config._attn_implementation = attention
+    try:
+        _continued_turns(policy, mixed)
+    finally:
+        policy.model.config._attn_implementation = own
+
+
+def _continued_turns(policy, mixed):
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
     ids = prompts(policy)[:3]
     glue = policy.chat_glue()
@@ -182,8 +193,12 @@ def test_continued_turns_equal_generate_on_the_whole_context(policy):
         return f"Observation: {i} {k}" + " more" * (3 * i + k)
 
     _, engine = run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2,
-                           on_turns=on_turns)
-    assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
+                           on_turns=on_turns, mixed_steps=mixed)
+    if mixed:  # observations and the joining prompt were fed beside a decoding row, in its step
+        assert engine.stats["mixed_rows_fed"] >= 4
+    else:
+        assert engine.stats["mixed_steps"] == 0
+        assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
     for i in range(len(ids)):
         ts = turns[i]
         assert len(ts) == 3
@@ -192,6 +207,52 @@ def test_continued_turns_equal_generate_on_the_whole_context(policy):
                 prev = ts[k - 1]
                 assert t.context == prev.context + prev.ids + glue.after_turn(prev.ids, obs(i, k))
             assert t.ids == reference(policy, t.context, params), (i, k)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_mixed_steps_feed_rows_beside_decoding_rows(policy, attention):
+    """Turns of different lengths, so observations and joining prompts arrive while other rows decode: they are
+    fed in those rows' steps, and every turn equals generate on its whole context and the turn the engine gives
+    when each feed has a forward of its own (log-probabilities included)."""
+    glue = policy.chat_glue()
+    ids = prompts(policy)
+
+    def limit(i, k):
+        return 3 + 4 * i + 2 * k
+
+    def go(mixed):
+        turns: dict[int, list] = {i: [] for i in range(len(ids))}
+
+        def on_turns(done):
+            out = []
+            for t in done:
+                turns[t.tag].append(t)
+                k = len(turns[t.tag])
+                out.append(None if k == 3 else Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {k}" + " x" * k),
+                                                        limit(t.tag, k)))
+            return out
+
+        params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
+        _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=3,
+                               on_turns=on_turns, mixed_steps=mixed)
+        return turns, engine
+
+    own = policy.model.config._attn_implementation
+    policy.model.config._attn_implementation = attention
+    try:
+        fused, e1 = go(True)
+        apart, e0 = go(False)
+        assert e1.stats["mixed_rows_fed"] >= 6 and e0.stats["mixed_steps"] == 0
+        assert e1.stats["prefill_forwards"] < e0.stats["prefill_forwards"]
+        for i in range(len(ids)):
+            assert [t.ids for t in fused[i]] == [t.ids for t in apart[i]], i
+            for k, (a, b) in enumerate(zip(fused[i], apart[i])):
+                assert a.context == b.context
+                assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4), (i, k)
+                want = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=limit(i, k))
+                assert a.ids == reference(policy, a.context, want), (i, k)
+    finally:
+        policy.model.config._attn_implementation = own
 
 
 def test_the_same_model_object_is_used(policy):
