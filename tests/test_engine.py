@@ -1,5 +1,6 @@
-"""The rollout engine against plain ``model.generate``: same tokens greedy, same draws for the same seed,
-across continuous batching, shared-prefix forks and multi-turn continuation."""
+"""The rollout engine against plain ``model.generate``: same tokens greedy, same draws for the same seed
+(without top-k; with it, the same distribution), across continuous batching, shared-prefix forks, mixed steps
+and multi-turn continuation."""
 
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ def test_stop_strings_stop_where_generate_stops(policy):
 
 
 def test_sampling_draws_what_generate_draws_for_the_same_seed(policy):
-    params = SamplingParams(temperature=0.9, top_k=20, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20)
+    """Without top-k every vocabulary entry may be drawn, and a seeded row draws exactly what generate draws."""
+    params = SamplingParams(temperature=0.9, top_k=0, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20)
     ids = prompts(policy)
     reqs = [Request(p, 20, generator=torch.Generator().manual_seed(100 + i), tag=i) for i, p in enumerate(ids)]
     got, _ = run_engine(policy, reqs, params, rows=3)
@@ -142,14 +144,41 @@ def test_sampling_draws_what_generate_draws_for_the_same_seed(policy):
         assert got[i].ids == reference(policy, p, params, seed=100 + i), i
 
 
-def test_an_episode_samples_the_same_alone_or_in_a_batch(policy):
-    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
+@pytest.mark.parametrize("top_k", [0, 20])
+def test_an_episode_samples_the_same_alone_or_in_a_batch(policy, top_k):
+    params = SamplingParams(temperature=1.0, top_k=top_k, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
     ids = prompts(policy)
     alone, _ = run_engine(policy, [Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x")], params, rows=1)
     reqs = [Request(p, 16, torch.Generator().manual_seed(i), tag=i) for i, p in enumerate(ids)]
     reqs.insert(1, Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x"))
     together, _ = run_engine(policy, reqs, params, rows=5)
     assert alone["x"].ids == together["x"].ids
+
+
+def test_top_k_draws_follow_generates_distribution():
+    """With top-k a row draws among its k candidates: the frequencies over many seeded rows match the
+    distribution generate's own warpers (temperature, top-k, top-p, in generate's order) give."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from score_distill.engine.sampling import Sampler
+
+    params = SamplingParams(temperature=0.7, top_k=6, top_p=0.9, repetition_penalty=1.0)
+    vocab, n = 40, 20000
+    logits = torch.randn(vocab, generator=torch.Generator().manual_seed(3)) * 2
+    warped = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopKLogitsWarper(6), TopPLogitsWarper(0.9)])(
+        None, logits[None].clone())
+    want = torch.softmax(warped, -1)[0]
+    sampler = Sampler(params, n, vocab, torch.device("cpu"))
+    gens = [torch.Generator().manual_seed(i) for i in range(n)]
+    tokens, logprobs = sampler.choose(logits.expand(n, vocab).clone(), slice(0, n), gens)
+    freq = torch.bincount(torch.tensor(tokens), minlength=vocab).float() / n
+    assert set(torch.tensor(tokens).unique().tolist()) <= set(torch.nonzero(want).view(-1).tolist())
+    assert (freq - want).abs().max() < 0.015
+    # the log-probabilities are the unprocessed model's, as a trainer recomputes them
+    assert logprobs[0] == pytest.approx(torch.log_softmax(logits, -1)[tokens[0]].item(), abs=1e-5)
+    again, _ = Sampler(params, n, vocab, torch.device("cpu")).choose(
+        logits.expand(n, vocab).clone(), slice(0, n), [torch.Generator().manual_seed(i) for i in range(n)])
+    assert again == tokens  # a row's draw depends on its own seed only
 
 
 def test_identical_prompts_prefill_once_and_fork(policy):
