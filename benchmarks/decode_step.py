@@ -36,6 +36,11 @@ def filled_cache(cfg, rows: int, context: int) -> SlotCache:
     return cache
 
 
+def _sig(x: float) -> float:
+    """Three significant figures: a rate of the tiny test model is not rounded to 0."""
+    return float(f"{x:.3g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -87,11 +92,11 @@ def main() -> None:
     out = {
         "model": a.model, "rows": b, "context": n, "threads": torch.get_num_threads(), "step_s": round(step_s, 6),
         "profiled_s": round(total, 6), "matmul_s": round(mm, 6), "attention_s": round(attn, 6),
-        "matmul_gflops": round(2 * params * b / mm / 1e9, 1) if mm else None,
-        "attention_kv_gb_s": round(kv_bytes / attn / 1e9, 1) if attn else None,
+        "matmul_gflops": _sig(2 * params * b / mm / 1e9) if mm else None,
+        "attention_kv_gb_s": _sig(kv_bytes / attn / 1e9) if attn else None,
         "mlp_product": {"shape": [b, hidden, inter], "ms": round(one * 1e3, 3),
-                        "gflops": round(2 * b * hidden * inter / one / 1e9, 1),
-                        "weights_gb_s": round(inter * hidden * 4 / one / 1e9, 1)},
+                        "gflops": _sig(2 * b * hidden * inter / one / 1e9),
+                        "weights_gb_s": _sig(inter * hidden * 4 / one / 1e9)},
     }
     print(json.dumps(out, indent=1))
     if a.json:

@@ -83,11 +83,14 @@ def main() -> None:
     ap.add_argument("--skip-reencode", action="store_true")
     ap.add_argument("--no-shared-attention", action="store_true",
                     help="the engine reads every row's copy of a shared prefix (plain attention)")
+    ap.add_argument("--no-mixed-steps", action="store_true",
+                    help="the engine feeds each observation in a forward of its own, not in the decode step")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     policy = TransformersPolicy(args.model, batch_size=args.batch)
     policy.shared_attention = not args.no_shared_attention
+    policy.mixed_steps = not args.no_mixed_steps
     tasks = make_tasks(args.suite, args.batch, args.horizon, seed=123, split="eval")
     params = SamplingParams(temperature=0.6, max_new_tokens=args.max_new_tokens, seed=0)
     agent = AgentConfig(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens, sampling=params,
@@ -126,7 +129,7 @@ def main() -> None:
     res = {
         "model": args.model, "suite": args.suite, "horizon": args.horizon, "max_steps": args.max_steps,
         "max_new_tokens": args.max_new_tokens, "live_batch": args.batch, "episodes": n,
-        "shared_attention": policy.shared_attention,
+        "shared_attention": policy.shared_attention, "mixed_steps": policy.mixed_steps,
         "torch_threads": torch.get_num_threads(),
         "raw_tokens": raw_tokens, "raw_seconds": round(raw_s, 3), "raw_tok_s": raw_tokens / raw_s,
         "agent_tokens": agent_tokens, "agent_steps": agent_steps, "agent_seconds": round(agent_s, 3),

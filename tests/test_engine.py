@@ -1,5 +1,6 @@
-"""The rollout engine against plain ``model.generate``: same tokens greedy, same draws for the same seed,
-across continuous batching, shared-prefix forks and multi-turn continuation."""
+"""The rollout engine against plain ``model.generate``: same tokens greedy, same draws for the same seed
+(without top-k; with it, the same distribution), across continuous batching, shared-prefix forks, mixed steps
+and multi-turn continuation."""
 
 from __future__ import annotations
 
@@ -52,10 +53,10 @@ def reference(policy, ids, params, seed=None, stop=None):
     return out[0, len(ids):].tolist()
 
 
-def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True):
+def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True, mixed_steps=True):
     engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
                            eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop,
-                           shared_attention=shared_attention)
+                           shared_attention=shared_attention, mixed_steps=mixed_steps)
     got = {}
 
     def default(turns):
@@ -134,7 +135,8 @@ def test_stop_strings_stop_where_generate_stops(policy):
 
 
 def test_sampling_draws_what_generate_draws_for_the_same_seed(policy):
-    params = SamplingParams(temperature=0.9, top_k=20, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20)
+    """Without top-k every vocabulary entry may be drawn, and a seeded row draws exactly what generate draws."""
+    params = SamplingParams(temperature=0.9, top_k=0, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20)
     ids = prompts(policy)
     reqs = [Request(p, 20, generator=torch.Generator().manual_seed(100 + i), tag=i) for i, p in enumerate(ids)]
     got, _ = run_engine(policy, reqs, params, rows=3)
@@ -142,14 +144,41 @@ def test_sampling_draws_what_generate_draws_for_the_same_seed(policy):
         assert got[i].ids == reference(policy, p, params, seed=100 + i), i
 
 
-def test_an_episode_samples_the_same_alone_or_in_a_batch(policy):
-    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
+@pytest.mark.parametrize("top_k", [0, 20])
+def test_an_episode_samples_the_same_alone_or_in_a_batch(policy, top_k):
+    params = SamplingParams(temperature=1.0, top_k=top_k, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
     ids = prompts(policy)
     alone, _ = run_engine(policy, [Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x")], params, rows=1)
     reqs = [Request(p, 16, torch.Generator().manual_seed(i), tag=i) for i, p in enumerate(ids)]
     reqs.insert(1, Request(ids[2], 16, torch.Generator().manual_seed(7), tag="x"))
     together, _ = run_engine(policy, reqs, params, rows=5)
     assert alone["x"].ids == together["x"].ids
+
+
+def test_top_k_draws_follow_generates_distribution():
+    """With top-k a row draws among its k candidates: the frequencies over many seeded rows match the
+    distribution generate's own warpers (temperature, top-k, top-p, in generate's order) give."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from score_distill.engine.sampling import Sampler
+
+    params = SamplingParams(temperature=0.7, top_k=6, top_p=0.9, repetition_penalty=1.0)
+    vocab, n = 40, 20000
+    logits = torch.randn(vocab, generator=torch.Generator().manual_seed(3)) * 2
+    warped = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopKLogitsWarper(6), TopPLogitsWarper(0.9)])(
+        None, logits[None].clone())
+    want = torch.softmax(warped, -1)[0]
+    sampler = Sampler(params, n, vocab, torch.device("cpu"))
+    gens = [torch.Generator().manual_seed(i) for i in range(n)]
+    tokens, logprobs = sampler.choose(logits.expand(n, vocab).clone(), slice(0, n), gens)
+    freq = torch.bincount(torch.tensor(tokens), minlength=vocab).float() / n
+    assert set(torch.tensor(tokens).unique().tolist()) <= set(torch.nonzero(want).view(-1).tolist())
+    assert (freq - want).abs().max() < 0.015
+    # the log-probabilities are the unprocessed model's, as a trainer recomputes them
+    assert logprobs[0] == pytest.approx(torch.log_softmax(logits, -1)[tokens[0]].item(), abs=1e-5)
+    again, _ = Sampler(params, n, vocab, torch.device("cpu")).choose(
+        logits.expand(n, vocab).clone(), slice(0, n), [torch.Generator().manual_seed(i) for i in range(n)])
+    assert again == tokens  # a row's draw depends on its own seed only
 
 
 def test_identical_prompts_prefill_once_and_fork(policy):
@@ -161,8 +190,19 @@ def test_identical_prompts_prefill_once_and_fork(policy):
     assert all(got[j].ids == got[0].ids for j in range(4))
 
 
-def test_continued_turns_equal_generate_on_the_whole_context(policy):
-    """A second turn decoded from the kept cache equals generate on (prompt + turn 1 + appended ids)."""
+@pytest.mark.parametrize("mixed,attention", [(True, "sdpa"), (False, "sdpa"), (True, "eager")])
+def test_continued_turns_equal_generate_on_the_whole_context(policy, mixed, attention):
+    """A second turn decoded from the kept cache equals generate on (prompt + turn 1 + appended ids), whether
+    the appended ids ride along with the other rows' decode step (mixed) or get a forward of their own."""
+    own = policy.model.config._attn_implementation
+    policy.model.config._attn_implementation = attention
+    try:
+        _continued_turns(policy, mixed)
+    finally:
+        policy.model.config._attn_implementation = own
+
+
+def _continued_turns(policy, mixed):
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
     ids = prompts(policy)[:3]
     glue = policy.chat_glue()
@@ -182,8 +222,12 @@ def test_continued_turns_equal_generate_on_the_whole_context(policy):
         return f"Observation: {i} {k}" + " more" * (3 * i + k)
 
     _, engine = run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2,
-                           on_turns=on_turns)
-    assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
+                           on_turns=on_turns, mixed_steps=mixed)
+    if mixed:  # observations and the joining prompt were fed beside a decoding row, in its step
+        assert engine.stats["mixed_rows_fed"] >= 4
+    else:
+        assert engine.stats["mixed_steps"] == 0
+        assert engine.stats["prefill_rows"] > engine.stats["prefill_forwards"]  # some rows were prefilled together
     for i in range(len(ids)):
         ts = turns[i]
         assert len(ts) == 3
@@ -192,6 +236,52 @@ def test_continued_turns_equal_generate_on_the_whole_context(policy):
                 prev = ts[k - 1]
                 assert t.context == prev.context + prev.ids + glue.after_turn(prev.ids, obs(i, k))
             assert t.ids == reference(policy, t.context, params), (i, k)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_mixed_steps_feed_rows_beside_decoding_rows(policy, attention):
+    """Turns of different lengths, so observations and joining prompts arrive while other rows decode: they are
+    fed in those rows' steps, and every turn equals generate on its whole context and the turn the engine gives
+    when each feed has a forward of its own (log-probabilities included)."""
+    glue = policy.chat_glue()
+    ids = prompts(policy)
+
+    def limit(i, k):
+        return 3 + 4 * i + 2 * k
+
+    def go(mixed):
+        turns: dict[int, list] = {i: [] for i in range(len(ids))}
+
+        def on_turns(done):
+            out = []
+            for t in done:
+                turns[t.tag].append(t)
+                k = len(turns[t.tag])
+                out.append(None if k == 3 else Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {k}" + " x" * k),
+                                                        limit(t.tag, k)))
+            return out
+
+        params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
+        _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=3,
+                               on_turns=on_turns, mixed_steps=mixed)
+        return turns, engine
+
+    own = policy.model.config._attn_implementation
+    policy.model.config._attn_implementation = attention
+    try:
+        fused, e1 = go(True)
+        apart, e0 = go(False)
+        assert e1.stats["mixed_rows_fed"] >= 6 and e0.stats["mixed_steps"] == 0
+        assert e1.stats["prefill_forwards"] < e0.stats["prefill_forwards"]
+        for i in range(len(ids)):
+            assert [t.ids for t in fused[i]] == [t.ids for t in apart[i]], i
+            for k, (a, b) in enumerate(zip(fused[i], apart[i])):
+                assert a.context == b.context
+                assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4), (i, k)
+                want = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=limit(i, k))
+                assert a.ids == reference(policy, a.context, want), (i, k)
+    finally:
+        policy.model.config._attn_implementation = own
 
 
 def test_the_same_model_object_is_used(policy):

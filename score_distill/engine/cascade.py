@@ -17,6 +17,14 @@ from one-pass attention only by float summation order).
 
 The engine sets a :class:`CascadePlan` before a decode forward and clears it after; the function registered
 here runs the model's own attention whenever no plan is set (prefill, training, other models).
+
+A *mixed* step (:class:`MixedPlan`) decodes one token for every live row and, in the same forward, feeds the
+ids just appended to the others (an observation after a turn, a new episode's prompt). Its tokens are packed
+into one sequence, so the weights are read once for both instead of once per forward: with this model on this
+machine a decode step reads its 0.54 GB of weights in about 90 ms, and a separate forward for each observation
+paid that again. The attention is split by hand (no transformers function attends from one packed sequence to
+per-row caches): every row's last token attends as in a decode step (cascaded or not), and each fed row's
+earlier tokens attend causally to that row's own cache.
 """
 
 from __future__ import annotations
@@ -49,8 +57,27 @@ class CascadePlan:
     suffix_mask: torch.Tensor
 
 
+@dataclass
+class MixedPlan:
+    """A packed decode-and-feed step. ``last``: the packed index of each row's last token (rows in order);
+    ``decode_mask``: the mask of those last tokens, ``[rows, 1, 1, kv_len]`` in the model's own attention's
+    form; ``cascade``: the shared-prefix plan for them, or None; ``segments``: (row, start, offset, m) for each
+    row fed more than one id, whose first ``m`` ids (packed at ``offset``, at positions ``start``..) attend
+    with ``segment_masks``."""
+
+    last: torch.Tensor
+    decode_mask: torch.Tensor
+    cascade: CascadePlan | None
+    segments: list[tuple[int, int, int, int]]
+    segment_masks: list[torch.Tensor]
+
+
 def set_plan(plan: CascadePlan | None) -> None:
     _state.plan = plan
+
+
+def set_mixed(plan: MixedPlan | None) -> None:
+    _state.mixed = plan
 
 
 def _own_attention(module: Any):
@@ -62,10 +89,37 @@ def _own_attention(module: Any):
 
 
 def cascade_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    mixed: MixedPlan | None = getattr(_state, "mixed", None)
+    if mixed is not None:
+        return _mixed_attention(module, query, key, value, mixed, dropout, scaling, kwargs)
     plan: CascadePlan | None = getattr(_state, "plan", None)
     if plan is None or query.shape[2] != 1 or key.shape[0] != query.shape[0]:
         return _own_attention(module)(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    return _cascaded(query, key, value, plan, scaling), None
+
+
+def _mixed_attention(module, query, key, value, mixed: MixedPlan, dropout, scaling, kwargs):
+    """``query`` [1, heads, T, d] packed; ``key``/``value`` [rows, kv_heads, kv_len, d], the rows' caches with
+    this step's keys already written. Returns [1, T, heads, d] as the model's attention functions do."""
+    own = _own_attention(module)
+    _, heads, t, d = query.shape
+    q_last = query[0][:, mixed.last].transpose(0, 1).unsqueeze(2)  # [rows, heads, 1, d]
+    if mixed.cascade is not None:
+        last = _cascaded(q_last, key, value, mixed.cascade, scaling)
+    else:
+        last, _ = own(module, q_last, key, value, mixed.decode_mask, dropout=dropout, scaling=scaling, **kwargs)
+    out = query.new_empty(1, t, heads, d)
+    out[0, mixed.last] = last[:, 0]
+    for (row, start, off, m), mask in zip(mixed.segments, mixed.segment_masks):
+        o, _ = own(module, query[:, :, off:off + m], key[row:row + 1, :, :start + m],
+                   value[row:row + 1, :, :start + m], mask, dropout=dropout, scaling=scaling, **kwargs)
+        out[0, off:off + m] = o[0]
+    return out, None
+
+
+def _cascaded(query, key, value, plan: CascadePlan, scaling) -> torch.Tensor:
+    """One query per row ([b, heads, 1, d]) against the plan's split keys; returns [b, 1, heads, d]."""
     b, heads, _, d = query.shape
     kv_heads = key.shape[1]
     g = heads // kv_heads
@@ -84,7 +138,7 @@ def cascade_attention(module, query, key, value, attention_mask, dropout: float 
         lse_p.index_copy_(0, members, lse.view(kv_heads, n, g).transpose(0, 1))
     lse = torch.logaddexp(lse_p, lse_s)
     out = out_p * (lse_p - lse).exp_().unsqueeze(-1) + out_s * (lse_s - lse).exp_().unsqueeze(-1)
-    return out.reshape(b, heads, 1, d).transpose(1, 2).contiguous(), None
+    return out.reshape(b, heads, 1, d).transpose(1, 2).contiguous()
 
 
 def _cascade_mask(*args, **kwargs):
@@ -108,10 +162,10 @@ def enabled(model: Any) -> Iterator[None]:
     """The model's attention goes through :func:`cascade_attention` (its own attention unless a plan is set)."""
     cfg = model.config
     own = cfg._attn_implementation
-    _state.fallback, _state.plan = own, None
+    _state.fallback, _state.plan, _state.mixed = own, None, None
     cfg._attn_implementation = NAME
     try:
         yield
     finally:
         cfg._attn_implementation = own
-        _state.plan = None
+        _state.plan = _state.mixed = None

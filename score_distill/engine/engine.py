@@ -8,7 +8,9 @@ to append (the observation and the chat template's glue: prefilled, nothing re-e
 (continuous batching: nobody waits for the batch). A request whose leading ids equal those of a
 live row (the G rollouts of one RL item, the system prompt and question every episode shares)
 copies that row's cache for the common prefix instead of computing it again, and such rows (a *family*)
-attend to one copy of it at each decode step (:mod:`score_distill.engine.cascade`).
+attend to one copy of it at each decode step (:mod:`score_distill.engine.cascade`). Ids appended while
+other rows are decoding are fed in the same forward as those rows' next tokens (a *mixed* step), so the
+weights are read once for both.
 
 It decodes with the model object it is given: a trainer's in-place updates are seen at the next
 step, with no weight sync.
@@ -123,7 +125,8 @@ WAIT = object()
 
 class RolloutEngine:
     def __init__(self, model: Any, tokenizer: Any, params: SamplingParams, *, max_rows: int,
-                 eos_ids: list[int], stop: list[str] | None = None, shared_attention: bool = True):
+                 eos_ids: list[int], stop: list[str] | None = None, shared_attention: bool = True,
+                 mixed_steps: bool = True):
         if not engine_supported(model):
             raise ValueError(f"the engine needs attention {SUPPORTED_ATTENTION}, the model uses "
                              f"{model.config._attn_implementation!r}")
@@ -144,12 +147,14 @@ class RolloutEngine:
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self.rows: list[_Row] = []
         self.shared_attention = shared_attention and cascade.supported(model)
+        self.mixed_steps = mixed_steps and cascade.supported(model)  # its attention is cascade's function
         self.families: dict[int, int] = {}  # family -> length of the prefix its rows share
         self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
                       "prefill_forwards": 0, "prefill_rows": 0,
                       "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
+                      "mixed_steps": 0, "mixed_rows_fed": 0,
                       # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache
-                      "prefill_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
+                      "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
 
     # -- public ---------------------------------------------------------------------------------
     def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
@@ -164,7 +169,8 @@ class RolloutEngine:
         model.eval()  # dropout off: generation must not depend on the trainer's mode
         exhausted = False
         try:
-            with torch.inference_mode(), (cascade.enabled(model) if self.shared_attention else nullcontext()):
+            hooked = self.shared_attention or self.mixed_steps
+            with torch.inference_mode(), (cascade.enabled(model) if hooked else nullcontext()):
                 while True:
                     while not exhausted and len(self.rows) < self.max_rows:
                         req = next(it, None)
@@ -174,7 +180,10 @@ class RolloutEngine:
                             break
                         else:
                             self._admit(req)
-                    self._prefill_pending()
+                    # Rows to feed ride along with the decoding rows' next step; alone, they get their own forward.
+                    mix = self.mixed_steps and any(self._decoding(r) for r in self.rows)
+                    if not mix:
+                        self._prefill_pending()
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
                         continue
@@ -182,7 +191,10 @@ class RolloutEngine:
                         if exhausted:
                             break
                         continue
-                    self._decode()
+                    if mix and any(self._unfed(r) for r in self.rows):
+                        self._mixed()
+                    else:
+                        self._decode()
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
         finally:
@@ -293,6 +305,11 @@ class RolloutEngine:
             self._prefill_rows(todo)
 
     @staticmethod
+    def _decoding(r: _Row) -> bool:
+        """A row in the middle of its turn: its last sampled token is its only pending id."""
+        return r.ended is None and bool(r.gen)
+
+    @staticmethod
     def _unfed(r: _Row) -> bool:
         """A row whose turn has begun but whose pending ids (a new context, or the appended ones) are not fed."""
         return r.ended is None and not r.gen and bool(r.pending)
@@ -367,6 +384,63 @@ class RolloutEngine:
         self.stats["decode_steps"] += 1
         self.stats["decoded_tokens"] += b
         self._take(slice(0, b), logits)
+
+    def _mixed(self) -> None:
+        """One forward for every live row: a decoding row's last token and a row to feed's pending ids,
+        packed into one sequence (no padding), each written to its own row's cache."""
+        rows = self.rows
+        dev = self.device
+        ids: list[int] = []
+        positions: list[int] = []
+        owner: list[int] = []
+        last: list[int] = []
+        segments: list[tuple[int, int, int, int]] = []
+        for i, r in enumerate(rows):
+            start, n = len(r.ctx), len(r.pending)
+            off = len(ids)
+            ids += r.pending
+            positions += range(start, start + n)
+            owner += [i] * n
+            last.append(off + n - 1)
+            if n > 1:
+                segments.append((i, start, off, n - 1))
+        lens = [len(r.ctx) + len(r.pending) - 1 for r in rows]  # each row's last position
+        kv_len = max(lens) + 1
+        pos = torch.tensor(positions, device=dev)
+        self.cache.prepare(slice(0, len(rows)), kv_len, packed=(torch.tensor(owner, device=dev), pos))
+        span = torch.arange(kv_len, device=dev)
+        decode_mask = (span[None, :] <= torch.tensor(lens, device=dev)[:, None]).view(len(rows), 1, 1, kv_len)
+        segment_masks = [(span[None, : s + m] <= torch.arange(s, s + m, device=dev)[:, None]).view(1, 1, m, s + m)
+                         for _, s, _, m in segments]
+        if self.eager:  # eager attention adds its mask
+            decode_mask, segment_masks = self._additive(decode_mask), [self._additive(m) for m in segment_masks]
+        plan = self._cascade_plan(lens, kv_len) if self.shared_attention else None
+        last_t = torch.tensor(last, device=dev)
+        cascade.set_mixed(cascade.MixedPlan(last_t, decode_mask, plan, segments, segment_masks))
+        # The 4-D mask is a placeholder the model passes on untouched; the plan holds the real ones.
+        placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=dev).expand(1, 1, len(ids), kv_len)
+        t0 = time.perf_counter()
+        try:
+            out = self.model(input_ids=torch.tensor([ids], device=dev), position_ids=pos.view(1, -1),
+                             attention_mask=placeholder, use_cache=True, logits_to_keep=last_t,
+                             **{self.cache_kw: self.cache})
+        finally:
+            cascade.set_mixed(None)
+        self.stats["mixed_s"] += time.perf_counter() - t0
+        fed = [r for r in rows if not r.gen]
+        self.stats["mixed_steps"] += 1
+        self.stats["mixed_rows_fed"] += len(fed)
+        self.stats["prefill_tokens"] += sum(len(r.pending) for r in fed)
+        self.stats["decode_steps"] += 1
+        self.stats["decoded_tokens"] += len(rows) - len(fed)
+        for r in rows:
+            r.ctx.extend(r.pending)
+            r.pending = []
+        self._take(slice(0, len(rows)), out.logits[0].float())
+
+    def _additive(self, mask: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.dtype
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
     def _cascade_plan(self, lens: list[int], kv_len: int) -> cascade.CascadePlan | None:
         """How this decode step's attention splits: each family's shared prefix read once, then every row's

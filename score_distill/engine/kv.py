@@ -55,6 +55,11 @@ class SlotLayer(CacheLayerMixin):
         o = self.owner
         rows, start, pos, kv_len = o.rows, o.start, o.positions, o.kv_len
         n = key_states.shape[2]
+        if o.packed is not None:  # one packed row of tokens from many rows: each token to its (row, position)
+            r, p = o.packed
+            self.keys[r, :, p] = key_states[0].transpose(0, 1)
+            self.values[r, :, p] = value_states[0].transpose(0, 1)
+            return self.keys[rows, :, :kv_len], self.values[rows, :, :kv_len]
         if o.starts is not None:  # several rows, each a block at its own start: written in place, read gathered
             for j, (r, s) in enumerate(zip(rows.tolist(), o.starts)):
                 self.keys[r, :, s : s + n] = key_states[j]
@@ -88,8 +93,9 @@ class SlotLayer(CacheLayerMixin):
 class SlotCache(Cache):
     """A ``Cache`` of :class:`SlotLayer` s. Before each forward the engine sets which rows run
     (``rows``: a slice, read as a view; or an index tensor, read gathered), where their tokens go
-    (``start``: a block of one row; ``starts``: a block per indexed row; else ``positions``: one
-    token per row) and how many positions the attention reads (``kv_len``)."""
+    (``start``: a block of one row; ``starts``: a block per indexed row; ``packed``: the (row, position)
+    of each token of one packed sequence; else ``positions``: one token per row) and how many positions
+    the attention reads (``kv_len``)."""
 
     def __init__(self, num_layers: int, slots: int):
         self.slots = slots
@@ -98,12 +104,14 @@ class SlotCache(Cache):
         self.start: int | None = None
         self.starts: list[int] | None = None
         self.positions: torch.Tensor | None = None
+        self.packed: tuple[torch.Tensor, torch.Tensor] | None = None
         self.kv_len = 0
         self.grow_seconds = 0.0
         super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
 
     def prepare(self, rows: slice | torch.Tensor, kv_len: int, *, start: int | None = None,
-                positions: torch.Tensor | None = None, starts: list[int] | None = None) -> None:
+                positions: torch.Tensor | None = None, starts: list[int] | None = None,
+                packed: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         if kv_len > self.capacity:
             t0 = time.perf_counter()
             self.capacity = max(-(-kv_len // _GROW) * _GROW, -(-self.capacity * 3 // 2 // _GROW) * _GROW)
@@ -111,6 +119,7 @@ class SlotCache(Cache):
                 layer.grow(self.capacity)
             self.grow_seconds += time.perf_counter() - t0
         self.rows, self.kv_len, self.start, self.positions, self.starts = rows, kv_len, start, positions, starts
+        self.packed = packed
 
     def copy_row(self, src: int, dst: int, n: int) -> None:
         """Row ``dst`` gets row ``src``'s first ``n`` positions (a fork of a shared prefix, or a move)."""

@@ -8,8 +8,15 @@ step (rows have different lengths; the mask costs nothing per step).
 
 Each row may carry its own ``torch.Generator``: a row's draws then depend only on its own seed, not
 on which other episodes share the batch (a resumed evaluation samples what an uninterrupted one did).
-A row's generator seeded with ``s`` draws what ``torch.manual_seed(s); model.generate(...)`` draws for
-that prompt alone.
+
+With top-k (the default sampling settings: k = 20), a row draws among its k candidates only, from the same
+distribution ``generate`` samples (``torch.multinomial`` over the k probabilities instead of over the whole
+vocabulary, where all but k are zero). Why not draw as ``generate`` does: with its own generator,
+``multinomial`` draws one exponential per vocabulary entry (49k for SmolLM2) serially, about 1 ms a row, which
+was a tenth of a decode step's time with 32 rows on this machine (``benchmarks/rollout_throughput.py``,
+``sample_s``). The price: a seeded row draws other tokens than ``generate`` with the same seed. Without top-k
+(``top_k=0``) every entry may be drawn and the rows draw exactly what ``torch.manual_seed(s);
+model.generate(...)`` draws for that prompt alone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from score_distill.models.base import SamplingParams
 
@@ -28,16 +35,14 @@ class Sampler:
         self.penalty = float(params.repetition_penalty)
         warpers = []
         # With top-k, top-p only ever sees the k survivors (the rest are -inf, probability 0): it runs on
-        # those k instead of sorting the whole vocabulary for every row at every step (a tie at the k-th
-        # value, which TopKLogitsWarper keeps, is the one case where the two could differ).
-        self.top_k = params.top_k if not self.greedy and params.top_k > 0 else 0
+        # those k instead of sorting the whole vocabulary for every row at every step, and the draw is among
+        # them (a tie at the k-th value, which TopKLogitsWarper keeps, is the one case where this differs).
+        self.top_k = params.top_k if not self.greedy and params.top_k > 0 else 0  # <= 0: none, as in generate
         self.top_p = TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1) if params.top_p < 1.0 else None
         if not self.greedy:
             if params.temperature != 1.0:
                 warpers.append(TemperatureLogitsWarper(params.temperature))
-            if self.top_k:  # top_k <= 0: no top-k (as TransformersPolicy passes it to generate)
-                warpers.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
-            elif self.top_p is not None:
+            if not self.top_k and self.top_p is not None:
                 warpers.append(self.top_p)
         self.warpers = LogitsProcessorList(warpers)
         self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=device) if self.penalty != 1.0 else None
@@ -74,15 +79,21 @@ class Sampler:
             tokens = scores.argmax(dim=-1)
         else:
             scores = self.warpers(None, scores)
-            if self.top_k and self.top_p is not None:
-                k = min(self.top_k, scores.shape[-1])
-                vals, idx = scores.topk(k, dim=-1)
-                scores = torch.full_like(scores, -float("inf")).scatter_(1, idx, self.top_p(None, vals))
+            idx = None
+            if self.top_k:  # the k candidates, best first
+                scores, idx = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1)
+                if self.top_p is not None:
+                    scores = self.top_p(None, scores)
             probs = torch.softmax(scores, dim=-1)
             if all(g is None for g in generators):
                 tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            elif idx is not None:  # k entries a row: a loop is cheaper than the thread pool
+                tokens = torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1)
+                                    for i, g in enumerate(generators)])
             else:  # one draw per row from its own generator: independent of the batch
                 tokens = torch.cat(_draw_rows(probs, generators))
+            if idx is not None:
+                tokens = idx.gather(1, tokens.view(-1, 1)).view(-1)
         chosen = logp.gather(1, tokens.view(-1, 1)).view(-1)
         if index is not None:
             self.seen[index, tokens] = True

@@ -130,6 +130,7 @@ class TransformersPolicy:
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.batch_size = batch_size
         self.shared_attention = True  # the engine reads a shared prefix once per decode step (engine.cascade)
+        self.mixed_steps = True  # the engine feeds appended ids in the decoding rows' forward (engine.cascade)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kw: Any) -> TransformersPolicy:
@@ -168,7 +169,7 @@ class TransformersPolicy:
             return None
         return RolloutEngine(self.model, self.tokenizer, params, max_rows=max_rows,
                              eos_ids=_end_of_turn_ids(self.tokenizer, self.model), stop=stop,
-                             shared_attention=self.shared_attention)
+                             shared_attention=self.shared_attention, mixed_steps=self.mixed_steps)
 
     # -- generation -----------------------------------------------------------------------
     def encode_chats(self, chats: list[Chat]) -> list[list[int]]:
