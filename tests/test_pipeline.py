@@ -46,9 +46,13 @@ def records(path: Path) -> list[tuple]:
 
 def test_tiny_pipeline_runs_every_stage(reference_run):
     out = reference_run
+    from score_distill.utils.peak_memory import reset_peak
+
     for stage in STAGE_NAMES:
         st = json.loads((out / stage / "stage.json").read_text())
         assert st["status"] == "done", stage
+        if not st.get("skipped") and reset_peak():  # each stage that ran records its own peak memory
+            assert st["peak_rss_gb"] > 0, stage
     # The comparison's arms are off by default: marked skipped, so switching one on later makes it owed.
     assert json.loads((out / "bc_continued" / "stage.json").read_text())["skipped"] == "disabled"
     manifest = json.loads((out / "manifest.json").read_text())

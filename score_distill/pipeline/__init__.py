@@ -32,6 +32,7 @@ from score_distill.pipeline.run_dir import DISABLED, RunDir, config_changes
 from score_distill.pipeline.stages import STAGE_NAMES, STAGES
 from score_distill.pipeline.summary import summary
 from score_distill.utils.console import detail, result, stage_done, stage_start
+from score_distill.utils.peak_memory import peak_rss_gb, reset_peak
 
 console = detail  # RUN/run.log unless --verbose (utils/console.py)
 
@@ -67,8 +68,11 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
                     result(f"{stage.name}: {stage.when_off}")
                 continue
             stage_start(stage.name)
+            measured = reset_peak()
             t0 = time.perf_counter()
             info = stage.module().run(ctx, cfg) or {}
+            if measured and "peak_rss_gb" not in info:
+                info["peak_rss_gb"] = peak_rss_gb()  # this process only: sandboxes are processes of their own
             run.mark_done(stage.name, time.perf_counter() - t0, **info)
             stage_done(stage.name, info, run.path)
             gc.collect()

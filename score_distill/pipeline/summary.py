@@ -42,6 +42,8 @@ def summary(ctx: Any) -> dict[str, Any]:
         stages[s] = {"status": st["status"], "seconds": st["seconds"]} if st else {"status": "not run"}
         if st and st.get("skipped"):
             stages[s]["skipped"] = st["skipped"]
+        if st and st.get("peak_rss_gb") is not None:
+            stages[s]["peak_rss_gb"] = st["peak_rss_gb"]
     manifest = run.manifest()
     return {
         "run": {"name": cfg.name, "created": manifest.get("created"), "preset": ctx.preset,
