@@ -13,7 +13,7 @@ With top-k (the default sampling settings: k = 20), a row draws among its k cand
 distribution ``generate`` samples (``torch.multinomial`` over the k probabilities instead of over the whole
 vocabulary, where all but k are zero). Why not draw as ``generate`` does: with its own generator,
 ``multinomial`` draws one exponential per vocabulary entry (49k for SmolLM2) serially, about 1 ms a row, which
-was a tenth of a decode step's time with 32 rows on this machine (``benchmarks/rollout_throughput.py``,
+was a tenth of the agent loop's time with 32 rows on this machine (``benchmarks/rollout_throughput.py``,
 ``sample_s``). The price: a seeded row draws other tokens than ``generate`` with the same seed. Without top-k
 (``top_k=0``) every entry may be drawn and the rows draw exactly what ``torch.manual_seed(s);
 model.generate(...)`` draws for that prompt alone.
