@@ -82,6 +82,23 @@ def test_every_turns_context_is_the_recorded_ids_and_rl_trains_them(policy, pool
                [lp for s in traj.steps for lp in s.tokens.logprobs]
 
 
+def test_the_engine_gets_no_more_rows_than_episodes(policy, pool):
+    """Its cache holds every row at the longest row's length: 2 episodes get 2 rows, not the policy's 3."""
+    rec = Recorder(policy)
+    rows = []
+    make = rec.rollout_engine
+
+    def spy(params, stop, n):
+        rows.append(n)
+        return make(params, stop, n)
+
+    rec.rollout_engine = spy
+    tasks = make_tasks("math", 2, 2, seed=1, split="eval")
+    run_episodes(rec, [EpisodeStart(t, id=t.id) for t in tasks], pool, CFG.model_copy(update={"max_steps": 1}),
+                 progress=None)
+    assert rows == [2]
+
+
 def test_a_continuation_starts_from_the_original_ids(policy, pool):
     """MPS: student prefix (its sampled ids, even where its text was cleaned up) + a teacher's step as text."""
     task = make_tasks("math", 1, 2, seed=1, split="eval")[0]

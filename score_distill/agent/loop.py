@@ -234,7 +234,9 @@ def run_episodes(
             bar.advance()
 
         engine_for = getattr(policy, "rollout_engine", None)
-        rows = min(cfg.max_live_episodes, getattr(policy, "batch_size", cfg.max_live_episodes))
+        # No more rows than episodes: the engine's cache holds every row's keys/values at the longest row's
+        # length, so an MPS chunk of 12 episodes needs 12 rows, not the policy's 32.
+        rows = max(1, min(cfg.max_live_episodes, getattr(policy, "batch_size", cfg.max_live_episodes), len(queue)))
         engine = engine_for(cfg.sampling, stop, rows) if engine_for is not None else None
         if engine is not None:
             _run_on_engine(policy, engine, queue, pool, cfg, tools_for, origin, stop, finish)
