@@ -289,8 +289,7 @@ class RolloutEngine:
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
                  keep: torch.Tensor | None = None) -> torch.Tensor:
         if self.eager:  # eager attention adds the mask; sdpa takes booleans
-            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill_(
-                ~mask, torch.finfo(self.model.dtype).min)
+            mask = self._additive(mask)
         out = self.model(input_ids=ids, position_ids=positions, attention_mask=mask, use_cache=True,
                          logits_to_keep=1 if keep is None else keep, **{self.cache_kw: self.cache})
         return out.logits[:, -1].float() if keep is None else out.logits.float()

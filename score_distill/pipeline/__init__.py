@@ -71,7 +71,7 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
             measured = reset_peak()
             t0 = time.perf_counter()
             info = stage.module().run(ctx, cfg) or {}
-            if measured and "peak_rss_gb" not in info:
+            if measured:
                 info["peak_rss_gb"] = peak_rss_gb()  # this process only: sandboxes are processes of their own
             run.mark_done(stage.name, time.perf_counter() - t0, **info)
             stage_done(stage.name, info, run.path)
