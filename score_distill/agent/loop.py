@@ -255,8 +255,8 @@ def run_episodes(
 
         engine_for = getattr(policy, "rollout_engine", None)
         # No more rows than episodes: the engine's cache holds every row's keys/values at the longest row's
-        # length, so an MPS chunk of 12 episodes needs 12 rows, not the policy's 32. (A feed's episodes continue
-        # tasks of ``starts``, one at a time per task: they need no more rows.)
+        # length, so an MPS chunk of 12 episodes needs 12 rows, not the policy's 32. (A feed's episodes take the
+        # rows those of ``starts`` leave: MPS continues each task of ``starts`` once it has ended.)
         rows = max(1, min(cfg.max_live_episodes, getattr(policy, "batch_size", cfg.max_live_episodes), len(queue)))
         engine = engine_for(cfg.sampling, stop, rows) if engine_for is not None else None
         if engine is not None:
