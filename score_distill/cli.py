@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eval-seed", type=int, default=2000, help="task-generation seed of the built-in suites")
     e.add_argument("--max-steps", type=int, default=8)
     e.add_argument("--max-new-tokens", type=int, default=512)
+    e.add_argument("--batch-size", type=int, default=32,
+                   help="episodes decoding at once with --model (the engine's rows; more is faster, uses more memory)")
     e.add_argument("--out", default="runs/eval", help="where trajectories and results.json go")
     e.set_defaults(fn=cmd_eval)
 

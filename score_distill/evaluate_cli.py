@@ -154,7 +154,10 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         from score_distill.models.hf import TransformersPolicy
 
         name = model_label(args.model)
-        policy = TransformersPolicy(args.model, name=name)
+        batch_size = getattr(args, "batch_size", 32)
+        if batch_size < 1:
+            raise ConfigError("--batch-size must be >= 1")
+        policy = TransformersPolicy(args.model, name=name, batch_size=batch_size)
     agent = AgentConfig(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens)
     out = Path(args.out) / re.sub(r"[^\w.-]", "_", name)
     pool = SandboxPool(SandboxConfig(), max_workers=4)

@@ -328,13 +328,14 @@ def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_s
 
     bench = benchmark_script("rollout_throughput")
     out = tmp_path / "r.json"
-    monkeypatch.setattr(sys, "argv", ["rollout_throughput", "--model", "tiny", "--batch", "3", "--max-new-tokens",
-                                      "8", "--max-steps", "2", "--json", str(out)])
+    monkeypatch.setattr(sys, "argv", ["rollout_throughput", "--model", "tiny", "--batch", "3", "--episodes", "5",
+                                      "--max-new-tokens", "8", "--max-steps", "2", "--json", str(out)])
     bench.main()
     res = json.loads(out.read_text())
     for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
         assert res[key] > 0, key
-    assert res["live_batch"] == 3 and res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
+    assert res["live_batch"] == 3 and res["episodes"] == 5  # more episodes than rows: they queue and join
+    assert res["agent_tokens"] > 0 and res["engine"]["decode_steps"] > 0
 
 
 def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_script):

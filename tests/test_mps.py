@@ -115,6 +115,38 @@ def test_repeated_errors_use_several_corrections_and_invalidate_cut_ones(pool, t
         assert [s.origin for s in r.steps[:4]] == ["student", "student", "teacher", "teacher"]
 
 
+def test_a_corrected_task_continues_while_slower_tasks_still_make_their_first_attempt(pool, tmp_path):
+    """No round barrier: a task goes to the teacher when its own episode ends, and its continuation runs beside
+    the episodes still going (here a first attempt that stalls three steps before solving)."""
+    fast, slow = make_tasks("math", 2, 3, seed=4, split="train")
+    calls: list[list[str]] = []
+
+    def script(chat):
+        task = fast if question_of(chat) == fast.question else slow
+        sol, n = task.meta["solution"], assistant_turns(chat)
+        if task is fast:
+            if n == 1:  # a wrong answer at once: the teacher replaces step 1, and the student goes on from it
+                return fmt.render_action("I submit the answer.", "final_answer_print('not the answer')")
+            s = sol[min(n, len(sol) - 1)]
+        else:
+            if 1 <= n <= 3:
+                return fmt.render_action("I think it over.", "print('thinking')")
+            s = sol[0] if n == 0 else sol[min(n - 3, len(sol) - 1)]
+        return fmt.render_plan(s["thought"]) if s["kind"] == "plan" else fmt.render_action(s["thought"], s["code"])
+
+    class Logging(ScriptedPolicy):
+        def generate(self, chats, params):
+            calls.append(["fast-continued" if question_of(c) == fast.question and assistant_turns(c) >= 2
+                          else "fast" if question_of(c) == fast.question else "slow" for c in chats])
+            return super().generate(chats, params)
+
+    recs = run_mps(Logging(script), OracleTeacher(sandbox_pool=pool), [fast, slow], pool, AgentConfig(max_steps=8),
+                   MPSConfig(max_corrections=3), tmp_path / "mps.jsonl")
+    assert [r.meta["mps_status"] for r in recs] == [CORRECTED, SOLVED_ALONE]
+    assert [c.step_index for c in recs[0].corrections] == [1]
+    assert any("fast-continued" in c and "slow" in c for c in calls), calls
+
+
 def test_no_corrections_allowed_leaves_task_exhausted(pool, tmp_path):
     tasks = make_tasks("math", 1, 2, seed=3, split="train")
     student = student_with_error_at(tasks, {tasks[0].id: 1})

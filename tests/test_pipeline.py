@@ -92,6 +92,20 @@ def test_tiny_pipeline_runs_every_stage(reference_run):
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+def test_stage_benchmark_reruns_one_stage_on_a_copy(reference_run, tmp_path, monkeypatch, benchmark_script):
+    bench = benchmark_script("stage_alone")
+    out = tmp_path / "mps.json"
+    before = (reference_run / "mps" / "trajectories.jsonl").read_bytes()
+    monkeypatch.setattr(sys, "argv", ["stage_alone", "--run", str(reference_run), "--stage", "mps",
+                                      "--set", "mps.chunk_size=2", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    n = len(read_jsonl(reference_run / "mps" / "trajectories.jsonl"))
+    assert res["overrides"] == ["mps.chunk_size=2"] and res["n_tasks"] == n == sum(res["status"].values()) > 0
+    assert res["seconds"] > 0 and sum(res["corrections"].values()) == n
+    assert (reference_run / "mps" / "trajectories.jsonl").read_bytes() == before  # the run itself is untouched
+
+
 def test_rerun_is_idempotent(reference_run):
     before = (reference_run / "mps" / "trajectories.jsonl").read_bytes()
     history = json.loads((reference_run / "manifest.json").read_text())["history"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,15 @@ class EpisodeStart:
     id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None  # this episode's sampling seed (engine); None: derived from the sampling seed and id
+
+
+class EpisodeFeed(Protocol):
+    """More episodes that become known while others run (MPS: a task's continuation after its correction).
+
+    ``poll(block)`` returns the starts ready now ([] when none is ready yet); with ``block`` (no episode is live,
+    so none can finish meanwhile) it waits until some are ready, or returns None: no more will come."""
+
+    def poll(self, block: bool) -> list[EpisodeStart] | None: ...
 
 
 @dataclass
@@ -204,13 +213,24 @@ def run_episodes(
     origin: Origin = "student",
     on_done: Callable[[Trajectory], None] | None = None,
     progress: str | None = "episodes",
+    feed: EpisodeFeed | None = None,
 ) -> list[Trajectory]:
-    """Run every episode to a final answer, the step limit or the token budget. Results in input order."""
+    """Run every episode to a final answer, the step limit or the token budget. Results in input order (the
+    ``feed``'s episodes after ``starts``, in the order it gave them; ``on_done`` sees each as it ends)."""
     cfg = config or AgentConfig()
     tools_for = tools_for or _default_tools_for
     scorer = scorer or _default_scorer
     queue = list(starts)
     results: list[Trajectory | None] = [None] * len(queue)
+
+    def more(block: bool) -> bool | None:
+        """Append the feed's ready starts to the queue: True if some came, False if none yet, None if none will."""
+        new = feed.poll(block) if feed is not None else None
+        if new is None:
+            return None
+        queue.extend(new)
+        results.extend([None] * len(new))
+        return bool(new)
     stop = sorted(set(cfg.sampling.stop) | set(fmt.STOP_STRINGS) | set(fmt.PLAN_STOP_STRINGS))
 
     with progress_bar(len(queue), progress) as bar:
@@ -235,23 +255,27 @@ def run_episodes(
 
         engine_for = getattr(policy, "rollout_engine", None)
         # No more rows than episodes: the engine's cache holds every row's keys/values at the longest row's
-        # length, so an MPS chunk of 12 episodes needs 12 rows, not the policy's 32.
+        # length, so an MPS chunk of 12 episodes needs 12 rows, not the policy's 32. (A feed's episodes take the
+        # rows those of ``starts`` leave: MPS continues each task of ``starts`` once it has ended.)
         rows = max(1, min(cfg.max_live_episodes, getattr(policy, "batch_size", cfg.max_live_episodes), len(queue)))
         engine = engine_for(cfg.sampling, stop, rows) if engine_for is not None else None
         if engine is not None:
-            _run_on_engine(policy, engine, queue, pool, cfg, tools_for, origin, stop, finish)
+            _run_on_engine(policy, engine, queue, pool, cfg, tools_for, origin, stop, finish, more)
         else:
-            _run_in_rounds(policy, queue, pool, cfg, tools_for, origin, stop, finish)
+            _run_in_rounds(policy, queue, pool, cfg, tools_for, origin, stop, finish, more)
     return [r for r in results if r is not None]
 
 
 def _run_in_rounds(policy: Policy, queue: list[EpisodeStart], pool: Any, cfg: AgentConfig, tools_for: ToolsFor,
-                   origin: Origin, stop: list[str], finish: Callable[[int, _Live], None]) -> None:
+                   origin: Origin, stop: list[str], finish: Callable[[int, _Live], None],
+                   more: Callable[[bool], bool | None]) -> None:
     """One ``policy.generate`` call per round for every live episode (backends without an engine)."""
     live: dict[int, _Live] = {}
     next_idx = 0
     round_no = 0
-    while next_idx < len(queue) or live:
+    while True:
+        if next_idx == len(queue) and (more(not live) is None and not live):
+            break
         # ...and while the sandbox pool has room: beyond what the host holds, episodes queue here.
         while next_idx < len(queue) and len(live) < cfg.max_live_episodes and (not live or _pool_has_room(pool)):
             try:
@@ -301,7 +325,8 @@ def _run_in_rounds(policy: Policy, queue: list[EpisodeStart], pool: Any, cfg: Ag
 
 
 def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: Any, cfg: AgentConfig,
-                   tools_for: ToolsFor, origin: Origin, stop: list[str], finish: Callable[[int, _Live], None]) -> None:
+                   tools_for: ToolsFor, origin: Origin, stop: list[str], finish: Callable[[int, _Live], None],
+                   more: Callable[[bool], bool | None]) -> None:
     """Every episode on the policy's rollout engine: ids in, ids out, no re-encoding (module docstring)."""
     import torch  # lazy: `score-distill --help` imports this module (AgentConfig); endpoint runs never need torch
 
@@ -326,7 +351,16 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
         return ids
 
     def requests():
-        for idx, st in enumerate(queue):
+        idx = -1
+        while True:
+            idx += 1
+            while idx == len(queue):  # the queue is drained: the feed's episodes, if any
+                got = more(not live)
+                if got is None:
+                    return
+                if not got:
+                    yield WAIT  # the live episodes decode on; the feed is asked again at the next step
+            st = queue[idx]
             while True:
                 while live and not _pool_has_room(pool):
                     yield WAIT  # beyond what the host holds, episodes queue here until a live one ends

@@ -32,6 +32,7 @@ from score_distill.pipeline.run_dir import DISABLED, RunDir, config_changes
 from score_distill.pipeline.stages import STAGE_NAMES, STAGES
 from score_distill.pipeline.summary import summary
 from score_distill.utils.console import detail, result, stage_done, stage_start
+from score_distill.utils.malloc import release_free_memory
 from score_distill.utils.peak_memory import peak_rss_gb, reset_peak
 
 console = detail  # RUN/run.log unless --verbose (utils/console.py)
@@ -76,6 +77,7 @@ def run_stages(ctx: RunContext, from_stage: str | None = None, to_stage: str | N
             run.mark_done(stage.name, time.perf_counter() - t0, **info)
             stage_done(stage.name, info, run.path)
             gc.collect()
+            release_free_memory()  # a trainer's freed activations, kept mapped while it ran (utils/malloc.py)
     finally:
         ctx.res.close()
     return summary(ctx)

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from score_distill.agent.loop import AgentConfig, EpisodeStart, Scorer, ToolsFor, run_episodes
+from score_distill.agent.loop import AgentConfig, Scorer, ToolsFor
 from score_distill.models.base import Policy
+from score_distill.stages.mps_mentor import mentor_chunk as mentor_chunk  # re-exported
 from score_distill.stages.mps_status import TRANSIENT_CAUSES as TRANSIENT_CAUSES  # re-exported
 from score_distill.stages.mps_status import Failure, MPSStatus
 from score_distill.teachers.base import Teacher
-from score_distill.teachers.guards import check_teacher_step
-from score_distill.trajectory import Correction, Task, Trajectory, Usage
+from score_distill.trajectory import Task, Trajectory, Usage
 from score_distill.utils.jsonl import append_jsonl, read_jsonl, write_jsonl
-from score_distill.utils.seeds import derive_seed
+from score_distill.utils.progress import progress_bar
 
 # Final status of a task after MPS (typed: score_distill.stages.mps_status).
 SOLVED_ALONE = MPSStatus.SOLVED_ALONE
@@ -62,119 +61,6 @@ def teacher_unreachable(record: Trajectory) -> bool:
     return failure is not None and failure.stage in ("locate", "correct") and failure.transient
 
 
-@dataclass
-class _Work:
-    traj: Trajectory
-    status: str | None = None
-    failure: str | None = None
-    pending: Correction | None = None  # the correction whose continuation is running
-
-
-def _status_meta(w: _Work) -> Trajectory:
-    t = w.traj
-    t.meta["mps_status"] = w.status
-    t.meta["n_corrections"] = len(t.corrections)
-    if w.failure:
-        t.meta["failure"] = w.failure
-        t.meta["failure_record"] = Failure.parse(w.failure).to_dict()
-    t.hard_to_teach = w.status == HARD_TO_TEACH
-    return t
-
-
-def mentor_chunk(
-    student: Policy,
-    teacher: Teacher,
-    tasks: list[Task],
-    pool: Any,
-    agent: AgentConfig,
-    *,
-    max_corrections: int,
-    tools_for: ToolsFor | None = None,
-    scorer: Scorer | None = None,
-) -> list[Trajectory]:
-    """Run MPS on a batch of tasks; returns one final trajectory per task, in order."""
-    def run(starts: list[EpisodeStart], label: str) -> list[Trajectory]:
-        return run_episodes(student, starts, pool, agent, tools_for=tools_for, scorer=scorer, progress=label)
-
-    first = run([EpisodeStart(t, id=f"mps-{t.id}") for t in tasks], "MPS: student attempts")
-    work = [_Work(t) for t in first]
-    for w in work:
-        if w.traj.correct:
-            w.status = SOLVED_ALONE
-
-    for _round in range(max_corrections):
-        active = [w for w in work if w.status is None]
-        if not active:
-            break
-        verdicts = teacher.locate([w.traj for w in active])
-        to_fix: list[tuple[_Work, Any]] = []
-        for w, v in zip(active, verdicts):
-            w.traj.teacher_usage.add(v.usage)
-            k = v.first_error_step
-            if v.failure:
-                w.status, w.failure = FAILED, f"locate: {v.failure}"
-            elif v.is_correct or k is None:
-                w.status = HARD_TO_TEACH
-                if v.is_correct:
-                    w.failure = "teacher judged a wrong trajectory correct"
-            elif not 0 <= k < len(w.traj.steps):
-                w.status, w.failure = FAILED, f"locate: step index {k} out of range 0..{len(w.traj.steps) - 1}"
-            else:
-                to_fix.append((w, v))
-        if not to_fix:
-            continue
-        proposals = teacher.correct([w.traj for w, _ in to_fix], [v for _, v in to_fix])
-        starts, fixing = [], []
-        for (w, v), p in zip(to_fix, proposals):
-            w.traj.teacher_usage.add(p.usage)
-            if p.failure or p.step is None:
-                w.status, w.failure = FAILED, f"correct: {p.failure or 'no step'}"
-                continue
-            k = v.first_error_step
-            steps = w.traj.steps
-            # Every teacher's step passes the leak and correction-talk guards (the oracle's too); a step
-            # that fails them is recorded with the task and never executed, trained on or made an RL target.
-            violation = check_teacher_step(p.step, w.traj.task, steps[:k])
-            if violation is not None:
-                violation.step_index, violation.teacher = k, getattr(teacher, "name", "")
-                w.status, w.failure = FAILED, violation.reason()
-                w.traj.meta["guard_violation"] = violation.model_dump(mode="json")
-                continue
-            chosen = p.step.model_copy(update={"origin": "teacher", "observation": "", "final_answer": None})
-            for c in w.traj.corrections:
-                if c.step_index >= k:
-                    c.valid = False  # its teacher step is cut away by this correction
-            usage = Usage().add(v.usage).add(p.usage)
-            w.pending = Correction(
-                step_index=k,
-                prefix=[s.model_copy(deep=True) for s in steps[:k]],
-                chosen=chosen,
-                rejected=steps[k].model_copy(deep=True),
-                analysis=v.analysis,
-                suggestion=v.suggestion,
-                teacher_usage=usage,
-            )
-            # Continues from the student's own ids (Step.tokens) on the engine; a seed of its own per round.
-            seed = None if agent.sampling.seed is None else derive_seed(agent.sampling.seed, w.traj.id, _round + 1)
-            starts.append(
-                EpisodeStart(w.traj.task, prefix=steps[:k] + [chosen], execute_last=True, id=w.traj.id, seed=seed)
-            )
-            fixing.append(w)
-        for w, cont in zip(fixing, run(starts, f"MPS: after correction {_round + 1}")):
-            corr = w.pending
-            corr.chosen = cont.steps[corr.step_index].model_copy(deep=True)  # now with its observation
-            cont.corrections = w.traj.corrections + [corr]
-            cont.teacher_usage = w.traj.teacher_usage
-            cont.meta = {**w.traj.meta, **cont.meta}
-            w.traj, w.pending = cont, None
-            if cont.correct:
-                w.status = CORRECTED
-    for w in work:
-        if w.status is None:
-            w.status = EXHAUSTED
-    return [_status_meta(w) for w in work]
-
-
 def run_mps(
     student: Policy,
     teacher: Teacher,
@@ -199,32 +85,35 @@ def run_mps(
         for t in read_jsonl(out_path, Trajectory):
             done.setdefault(t.task.id, t)
     chunks = [tasks[i : i + cfg.chunk_size] for i in range(0, len(tasks), cfg.chunk_size)]
-    for ci, chunk in enumerate(chunks):
-        todo = [t for t in chunk if t.id not in done or (cfg.retry_failed and teacher_unreachable(done[t.id]))]
-        if not todo:
-            continue
-        # A chunk is written whole, so a partly present chunk cannot happen; the seed depends only on
-        # the chunk index so a redone chunk samples exactly as the first attempt did.
-        sampling = agent.sampling.model_copy(update={"seed": seed * 100_003 + ci})
-        records = mentor_chunk(
-            student,
-            teacher,
-            todo,
-            pool,
-            agent.model_copy(update={"sampling": sampling}),
-            max_corrections=cfg.max_corrections,
-            tools_for=tools_for,
-            scorer=scorer,
-        )
-        retried = any(t.id in done for t in todo)
-        for r in records:
-            done[r.task.id] = r
-        if retried:
-            write_jsonl(out_path, list(done.values()))  # file order, retried records in place
-        else:
-            append_jsonl(out_path, records)
-        if on_chunk:
-            on_chunk(ci + 1, len(chunks))
+    todos = [[t for t in chunk if t.id not in done or (cfg.retry_failed and teacher_unreachable(done[t.id]))]
+             for chunk in chunks]
+    with progress_bar(sum(map(len, todos)), "MPS: tasks") as bar:
+        for ci, todo in enumerate(todos):
+            if not todo:
+                continue
+            # A chunk is written whole, so a partly present chunk cannot happen; the seed depends only on
+            # the chunk index so a redone chunk samples exactly as the first attempt did.
+            sampling = agent.sampling.model_copy(update={"seed": seed * 100_003 + ci})
+            records = mentor_chunk(
+                student,
+                teacher,
+                todo,
+                pool,
+                agent.model_copy(update={"sampling": sampling}),
+                max_corrections=cfg.max_corrections,
+                tools_for=tools_for,
+                scorer=scorer,
+                bar=bar,
+            )
+            retried = any(t.id in done for t in todo)
+            for r in records:
+                done[r.task.id] = r
+            if retried:
+                write_jsonl(out_path, list(done.values()))  # file order, retried records in place
+            else:
+                append_jsonl(out_path, records)
+            if on_chunk:
+                on_chunk(ci + 1, len(chunks))
     return [done[t.id] for t in tasks if t.id in done]
 
 

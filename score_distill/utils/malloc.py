@@ -34,3 +34,21 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_free_memory() -> bool:
+    """Hand the allocator's free memory back to the kernel (glibc ``malloc_trim``); True when it released some.
+
+    The trim threshold above keeps a trainer's freed activations mapped, and nothing trims them when training
+    ends: measured after the default run's BC-init SFT, 7.2 GB stayed resident with no live tensor. The next
+    stage reuses part of it; a stage that loads other models (evaluation) or the next run in a notebook cannot.
+    So the pipeline trims between stages, where nothing is mid-step."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
