@@ -13,6 +13,7 @@ a forward does depend on timing, which changes logits by float rounding at most.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,8 +184,8 @@ def mentor_chunk(
 ) -> list[Trajectory]:
     """Run MPS on a batch of tasks; returns one final trajectory per task, in order. ``bar``: advanced as each
     task is settled (its own bar when None)."""
-    with progress_bar(len(tasks) if bar is None else 0, "MPS: tasks" if bar is None else None) as own:
-        mentor = Mentor(teacher, tasks, agent, max_corrections, bar or own)
+    with nullcontext(bar) if bar is not None else progress_bar(len(tasks), "MPS: tasks") as settled:
+        mentor = Mentor(teacher, tasks, agent, max_corrections, settled)
         try:
             run_episodes(student, mentor.starts(), pool, agent, tools_for=tools_for, scorer=scorer, progress=None,
                          on_done=mentor.ended, feed=mentor)
