@@ -91,7 +91,9 @@ class SearchConfig(_Cfg):
 
 
 class BCConfig(_Cfg):
-    share: float = Field(0.2, gt=0, le=1, description="Share of training tasks the teacher solves for BC init.")
+    share: float = Field(
+        0.2, gt=0, le=1, description="Share of each suite's training tasks the teacher solves for BC init."
+    )
     sft: SFTConfig = Field(default_factory=SFTConfig)
 
 

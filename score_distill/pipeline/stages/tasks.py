@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from score_distill.config import RunConfig
-from score_distill.stages.split import unit_hash
+from score_distill.stages.split import take_share
 from score_distill.tasks.task_set import generate
 from score_distill.trajectory import Task
 from score_distill.utils.console import detail
@@ -43,8 +43,8 @@ def run(ctx: Any, cfg: RunConfig) -> dict[str, Any]:
         train, report = dedupe_against_eval(train, evals + bench)
         removed = report.to_dict()
         console.print(report.summary())
-    bc = [t for t in train if unit_hash(cfg.seed, "bc", t.id) < cfg.bc.share]
-    bc_ids = {t.id for t in bc}
+    bc_ids = take_share(train, cfg.bc.share, cfg.seed, "bc")
+    bc = [t for t in train if t.id in bc_ids]
     mps = [t for t in train if t.id not in bc_ids]
     d = ctx.stage_dir("tasks")
     write_jsonl(d / "train.jsonl", train)
