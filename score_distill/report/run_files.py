@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -78,6 +79,7 @@ class Summary(_Lenient):
     stages: dict[str, StageInfo] = {}
     compute: dict[str, dict[str, object]] = {}  # per policy: sft_steps, sft_tokens, rl_updates, rl_tokens, ...
     teacher_tokens_estimated: bool = False
+    comparisons: list[dict[str, Any]] = []  # score_distill.compare.steps: each step of the chain, paired over tasks
 
 
 class RLUpdate(_Lenient):
