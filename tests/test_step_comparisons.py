@@ -63,3 +63,16 @@ def test_the_table_and_the_report_show_the_steps(tmp_path):
     html = _steps(parse_summary(summary))
     assert "search@H2: score_sft vs bc_init: +0 points" in html and "better on 1 task, worse on 1" in html
     assert render_summary_table({"run": {"name": "t"}, "policies": results}).count("paired") == 0
+
+
+def test_a_run_whose_summary_predates_the_steps_gets_them_from_its_evaluation(tmp_path, capsys):
+    import json
+
+    from score_distill.report.__main__ import main
+
+    results = _eval_dir(tmp_path / "run" / "eval")[1]
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"run": {"name": "old"}, "policies": results}))
+    assert main([str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "math@H2: bc_init vs student_init: +38 points" in out
+    assert "search@H2: score_sft vs bc_init: +0 points" in (tmp_path / "run" / "report.html").read_text()

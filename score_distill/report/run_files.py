@@ -154,7 +154,22 @@ def load_run(run_dir: Path) -> RunFiles:
             setattr(rf, attr, reader(path))
         except DataError as e:
             rf.errors[rel] = str(e)
+    if rf.summary is not None:
+        rf.summary = with_steps(rf.summary, run_dir)
     return rf
+
+
+def with_steps(summary: Summary, run_dir: Path) -> Summary:
+    """The summary with its paired step comparisons, computed from RUN/eval for runs whose summary predates them."""
+    if summary.comparisons or not summary.policies or not (Path(run_dir) / "eval").is_dir():
+        return summary
+    from score_distill.compare.steps import step_comparisons
+
+    try:
+        steps = step_comparisons(Path(run_dir) / "eval", summary.policies)
+    except DataError:  # a damaged trajectory file: the table still shows, without the paired lines
+        return summary
+    return summary.model_copy(update={"comparisons": steps})
 
 
 def mps_stats_from_trajectories(trajs: list[Trajectory]) -> MPSStats:
