@@ -80,6 +80,12 @@ def test_tiny_pipeline_runs_every_stage(reference_run):
     assert comp["bc_baseline"]["sft_steps"] == steps["bc_baseline"] and comp["bc_baseline"]["rl_updates"] == 0
     assert summary["mps"]["n_tasks"] == len(read_jsonl(out / "tasks" / "mps.jsonl"))
     assert summary["teacher_tokens"]["mps"]["tokens"] > 0
+    # Each step of the chain against the one before it, per suite, paired over every held-out task.
+    steps_done = {(c["suite"], c["a"], c["b"]): c["n_tasks"] for c in summary["comparisons"]}
+    n_eval = {s: m["n_tasks"] for s, m in summary["policies"]["teacher"].items()}
+    assert steps_done == {(s, a, b): n_eval[s] for s in suites for a, b in (
+        ("bc_init", "student_init"), ("score_sft", "bc_init"), ("score_rl", "score_sft"),
+        ("score_sft", "bc_baseline"), ("score_rl", "bc_baseline"))}
     # Every MPS task has exactly one record; the split halves share no task.
     mps_ids = [r[0] for r in records(out / "mps" / "trajectories.jsonl")]
     assert sorted(mps_ids) == sorted(t["id"] for t in read_jsonl(out / "tasks" / "mps.jsonl"))

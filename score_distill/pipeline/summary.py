@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from score_distill.compare.steps import step_comparisons
 from score_distill.pipeline import compute
 from score_distill.pipeline.stages import POLICY_STAGES, STAGE_NAMES
 
@@ -23,6 +24,7 @@ def summary(ctx: Any) -> dict[str, Any]:
     cfg, run = ctx.cfg, ctx.run
     results_path = run.stage_dir("eval") / "results.json"
     policies = json.loads(results_path.read_text()) if results_path.exists() else {}
+    steps = step_comparisons(results_path.parent, policies) if policies else []
     teacher_tokens: dict[str, Any] = {}
     for stage in ("bc_init", "bc_baseline"):
         st = run.state(stage)
@@ -51,6 +53,7 @@ def summary(ctx: Any) -> dict[str, Any]:
                 "machine": manifest.get("machine"), "teacher": cfg.teacher.kind,
                 "student": cfg.student.model},
         "policies": policies,
+        "comparisons": steps,
         "compute": policy_compute(ctx),
         "teacher_tokens": teacher_tokens,
         "teacher_tokens_estimated": cfg.teacher.kind == "oracle",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from score_distill.report.page import write_report
-from score_distill.report.run_files import SUMMARY_FILE, read_summary
+from score_distill.report.run_files import SUMMARY_FILE, read_summary, with_steps
 from score_distill.report.terminal import render_summary_table
 from score_distill.utils.jsonl import DataError
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = args.run_dir / SUMMARY_FILE
     if summary.exists():
         try:
-            print(render_summary_table(read_summary(summary), color=sys.stdout.isatty()))
+            print(render_summary_table(with_steps(read_summary(summary), args.run_dir), color=sys.stdout.isatty()))
         except DataError as e:  # already shown as an error box in the report
             print(f"warning: {e}", file=sys.stderr)
     print(f"report: {out}")

@@ -121,9 +121,21 @@ def _results(rf: RunFiles) -> str:
            "(SCoRe-SFT includes BC init); tokens are those of the training sequences; teacher tokens are those of "
            "the trajectories it learnt from.</p>"
            + tables.compute_table(s, compute, teacher) if compute or teacher else "")
+        + _steps(s)
         + "<details><summary>all numbers</summary>" + tables.details_table(s) + "</details>"
     )
     return _section("results", "Results", body)
+
+
+def _steps(s: Summary) -> str:
+    from score_distill.report.terminal import step_lines
+
+    lines = step_lines(s.comparisons)
+    if not lines:
+        return ""
+    return ('<p class="note">Each step against the one before it, paired over the same held-out tasks (difference '
+            "in points with a task-resampled 95% interval; sign test over the tasks that differ):</p><ul>"
+            + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
 
 
 def _by_stage(rf: RunFiles) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -78,6 +79,7 @@ class Summary(_Lenient):
     stages: dict[str, StageInfo] = {}
     compute: dict[str, dict[str, object]] = {}  # per policy: sft_steps, sft_tokens, rl_updates, rl_tokens, ...
     teacher_tokens_estimated: bool = False
+    comparisons: list[dict[str, Any]] = []  # score_distill.compare.steps: each step of the chain, paired over tasks
 
 
 class RLUpdate(_Lenient):
@@ -152,7 +154,22 @@ def load_run(run_dir: Path) -> RunFiles:
             setattr(rf, attr, reader(path))
         except DataError as e:
             rf.errors[rel] = str(e)
+    if rf.summary is not None:
+        rf.summary = with_steps(rf.summary, run_dir)
     return rf
+
+
+def with_steps(summary: Summary, run_dir: Path) -> Summary:
+    """The summary with its paired step comparisons, computed from RUN/eval for runs whose summary predates them."""
+    if summary.comparisons or not summary.policies or not (Path(run_dir) / "eval").is_dir():
+        return summary
+    from score_distill.compare.steps import step_comparisons
+
+    try:
+        steps = step_comparisons(Path(run_dir) / "eval", summary.policies)
+    except DataError:  # a damaged trajectory file: the table still shows, without the paired lines
+        return summary
+    return summary.model_copy(update={"comparisons": steps})
 
 
 def mps_stats_from_trajectories(trajs: list[Trajectory]) -> MPSStats:

@@ -76,4 +76,16 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140,
     console = Console(file=buf, width=width, color_system="standard" if color else None, force_terminal=color,
                       highlight=False)
     console.print(table)
+    steps = step_lines(raw.get("comparisons") or [])
+    if steps:
+        console.print(Text("Each step against the one before it, paired over the same held-out tasks:"))
+        for line in steps:
+            console.print(Text("  " + line))
     return buf.getvalue()
+
+
+def step_lines(comparisons: list[dict[str, Any]]) -> list[str]:
+    """``math@H2: score_sft vs bc_init: +30 points [...]`` for each record of ``compare.steps``."""
+    from score_distill.compare.steps import describe
+
+    return [f"{c['suite']}: {describe(c)}" for c in comparisons]
