@@ -76,3 +76,16 @@ def test_a_run_whose_summary_predates_the_steps_gets_them_from_its_evaluation(tm
     out = capsys.readouterr().out
     assert "math@H2: bc_init vs student_init: +38 points" in out
     assert "search@H2: score_sft vs bc_init: +0 points" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_comparisons_with_the_bc_baseline_are_headed_as_such(tmp_path):
+    SOLVED["bc_baseline"] = {"math@H2": [0, 1], "search@H2": []}
+    try:
+        eval_dir, results = _eval_dir(tmp_path)
+    finally:
+        del SOLVED["bc_baseline"]
+    summary = {"run": {"name": "t"}, "policies": results, "comparisons": step_comparisons(eval_dir, results)}
+    text = render_summary_table(summary)
+    chain, refs = text.split("SCoRe against the BC baseline, paired over the same held-out tasks:")
+    assert "score_sft vs bc_init" in chain and "bc_baseline" not in chain.split("Each step against")[1]
+    assert "math@H2: score_sft vs bc_baseline: +50 points" in refs and "score_sft vs bc_init" not in refs

@@ -12,14 +12,11 @@ from typing import Any
 
 from score_distill.compare.stats import compare_tasks, paired_episodes
 
-# (policy, what it continues from or is set against): the chain of the method, then the references
-STEPS: list[tuple[str, str]] = [
-    ("bc_init", "student_init"),
-    ("score_sft", "bc_init"),
-    ("score_rl", "score_sft"),
-    ("score_sft", "bc_baseline"),
-    ("score_rl", "bc_baseline"),
-]
+# (policy, the one it continues from): the chain of the method
+CHAIN: list[tuple[str, str]] = [("bc_init", "student_init"), ("score_sft", "bc_init"), ("score_rl", "score_sft")]
+# (policy, the reference it is set against), where the run trains the BC baseline
+REFERENCES: list[tuple[str, str]] = [("score_sft", "bc_baseline"), ("score_rl", "bc_baseline")]
+STEPS = CHAIN + REFERENCES
 
 
 def episode_scores(eval_dir: Path, policies: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:

@@ -128,14 +128,12 @@ def _results(rf: RunFiles) -> str:
 
 
 def _steps(s: Summary) -> str:
-    from score_distill.report.terminal import step_lines
+    from score_distill.report.terminal import step_groups
 
-    lines = step_lines(s.comparisons)
-    if not lines:
-        return ""
-    return ('<p class="note">Each step against the one before it, paired over the same held-out tasks (difference '
-            "in points with a task-resampled 95% interval; sign test over the tasks that differ):</p><ul>"
-            + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
+    return "".join(
+        f'<p class="note">{escape(heading)} (difference in points with a task-resampled 95% interval; sign test '
+        "over the tasks that differ):</p><ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>"
+        for heading, lines in step_groups(s.comparisons))
 
 
 def _by_stage(rf: RunFiles) -> str:

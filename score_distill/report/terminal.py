@@ -76,16 +76,23 @@ def render_summary_table(summary: Summary | dict[str, Any], *, width: int = 140,
     console = Console(file=buf, width=width, color_system="standard" if color else None, force_terminal=color,
                       highlight=False)
     console.print(table)
-    steps = step_lines(raw.get("comparisons") or [])
-    if steps:
-        console.print(Text("Each step against the one before it, paired over the same held-out tasks:"))
-        for line in steps:
+    for heading, lines in step_groups(raw.get("comparisons") or []):
+        console.print(Text(heading + ":"))
+        for line in lines:
             console.print(Text("  " + line))
     return buf.getvalue()
 
 
-def step_lines(comparisons: list[dict[str, Any]]) -> list[str]:
-    """``math@H2: score_sft vs bc_init: +30 points [...]`` for each record of ``compare.steps``."""
-    from score_distill.compare.steps import describe
+def step_groups(comparisons: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The records of ``compare.steps`` as (heading, lines): the method's chain, then SCoRe against the BC
+    baseline; each line reads ``math@H2: score_sft vs bc_init: +30 points [...]``."""
+    from score_distill.compare.steps import CHAIN, REFERENCES, describe
 
-    return [f"{c['suite']}: {describe(c)}" for c in comparisons]
+    groups = [("Each step against the one before it, paired over the same held-out tasks", CHAIN),
+              ("SCoRe against the BC baseline, paired over the same held-out tasks", REFERENCES)]
+    out = []
+    for heading, pairs in groups:
+        lines = [f"{c['suite']}: {describe(c)}" for c in comparisons if (c["a"], c["b"]) in pairs]
+        if lines:
+            out.append((heading, lines))
+    return out
