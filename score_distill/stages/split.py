@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from score_distill.stages.mps import CORRECTED, SOLVED_ALONE
+from score_distill.tasks.task_set import by_suite
 from score_distill.trajectory import Task, Trajectory
 
 
@@ -38,8 +39,6 @@ def take_share(tasks: Sequence[Task], share: float, seed: int, salt: str) -> set
     A suite's count is rounded up or down at random (seeded), so small suites get ``share`` on average
     instead of always rounding the same way.
     """
-    from score_distill.tasks.task_set import by_suite
-
     chosen: set[str] = set()
     for key, group in sorted(by_suite(list({t.id: t for t in tasks}.values())).items()):
         k = math.floor(share * len(group) + unit_hash(seed, salt, "round", key))
