@@ -235,7 +235,8 @@ def _matched_lines(runs: list[dict[str, Any]]) -> list[str]:
               for p, src in sorted((r.get("reused_episodes") or {}).items())]
     if reused:
         out += ["Held-out episodes evaluated once and shared between training seeds (no stage trains these "
-                "policies, and every episode is seeded by policy, suite, sampling seed and task): "
+                "policies, and every episode is seeded by suite, sampling seed and task, and by the policy's name in "
+                "records made before common seeds): "
                 + "; ".join(reused) + ".", ""]
     return out
 
