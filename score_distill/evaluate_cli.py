@@ -103,9 +103,9 @@ _GENERIC_DIRS = re.compile(r"^(model|train|checkpoint-\d+|final)$")
 
 
 def model_label(model: str) -> str:
-    """The policy's name in the output folder and the per-task sampling seeds: a run's models live in
-    ``RUN/<stage>/model`` or ``RUN/<stage>/train/model``, so the generic folder names are skipped up to the stage's
-    (two models of one run would otherwise share a folder and their sampling seeds)."""
+    """The policy's name in the output folder (and, with ``--seed-by-policy``, in the sampling seeds): a run's
+    models live in ``RUN/<stage>/model`` or ``RUN/<stage>/train/model``, so the generic folder names are skipped up
+    to the stage's (two models of one run would otherwise share a folder)."""
     path = Path(model)
     for part in (path, *path.parents):
         if part.name and not _GENERIC_DIRS.match(part.name):
@@ -162,7 +162,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     out = Path(args.out) / re.sub(r"[^\w.-]", "_", name)
     pool = SandboxPool(SandboxConfig(), max_workers=4)
     try:
-        results = evaluate_policy(policy_runner(policy, pool, agent, SamplingParams(), label=f"eval {name}"),
+        results = evaluate_policy(policy_runner(policy, pool, agent, SamplingParams(), label=f"eval {name}",
+                                                common_seeds=not getattr(args, "seed_by_policy", False)),
                                   suites, seeds, out, judge=judge)
     finally:
         pool.close()

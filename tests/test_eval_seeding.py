@@ -1,4 +1,5 @@
-"""Evaluation is seeded per (policy, suite, sampling seed, task): resuming gives what one run gives."""
+"""Evaluation is seeded per (suite, sampling seed, task), common to all policies: resuming gives what one run
+gives, and two copies of one model give the same episodes."""
 
 from __future__ import annotations
 
@@ -47,3 +48,21 @@ def test_interrupted_then_resumed_evaluation_equals_an_uninterrupted_one(tmp_pat
             assert content(tmp_path / "whole" / rel) == content(tmp_path / "resumed" / rel), rel
     a, b = content(tmp_path / "whole" / "math/seed0.jsonl"), content(tmp_path / "whole" / "math/seed1.jsonl")
     assert [t["steps"] for t in a] != [t["steps"] for t in b]  # seeds are different samples
+
+
+def test_policies_draw_from_common_seeds_unless_seeded_by_name(tmp_path, pool):
+    """Common random numbers: the same weights under two names give the same episodes, so a paired comparison
+    of two policies sees their weights, not their draws; with the name in the seed they are other samples."""
+    model = build_tiny_model(tmp_path / "m", seed=0)
+    suites = {"math": make_tasks("math", 4, 2, seed=0, split="eval")}
+    agent = AgentConfig(max_steps=2, max_new_tokens=12, max_live_episodes=8)
+    sampling = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
+
+    def steps(name, common):
+        pol = TransformersPolicy.from_pretrained(model, name=name, batch_size=8)
+        out = tmp_path / f"{name}-{common}"
+        evaluate_policy(policy_runner(pol, pool, agent, sampling, label=None, common_seeds=common), suites, [0], out)
+        return [t["steps"] for t in content(out / "math/seed0.jsonl")]
+
+    assert steps("score_sft", True) == steps("score_rl", True)
+    assert steps("score_sft", False) != steps("score_rl", False)

@@ -235,7 +235,8 @@ def _matched_lines(runs: list[dict[str, Any]]) -> list[str]:
               for p, src in sorted((r.get("reused_episodes") or {}).items())]
     if reused:
         out += ["Held-out episodes evaluated once and shared between training seeds (no stage trains these "
-                "policies, and every episode is seeded by policy, suite, sampling seed and task): "
+                "policies, and every episode is seeded by suite, sampling seed and task, and by the policy's name in "
+                "records made before common seeds): "
                 + "; ".join(reused) + ".", ""]
     return out
 
@@ -386,7 +387,9 @@ def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
                     + f"; {', '.join(map(str, tasks))} distinct held-out tasks. The mean difference in success, its "
                     "95% interval over tasks and the sign test's p"
                     + (" (one training seed: the interval covers the choice of tasks, not of training seed)"
-                       if one else "") + ":", ""]
+                       if one else " (each task's success averaged over the training seeds; the interval resamples "
+                       "tasks, so it covers the choice of tasks, not of training seed: the per-seed column below "
+                       "shows how the seeds differ)") + ":", ""]
             out += [f"- {_finding(c)}" for c in rec["comparisons"]] + [""]
     if other:
         names = ", ".join(f"`{n}`" for n in other)

@@ -2,8 +2,11 @@
 
 Each (suite, seed) result file is written atomically when complete, so an interrupted evaluation
 resumes at the first missing file and never mixes a partial run into the figures. Sampling is seeded
-per (policy, suite, sampling seed, task): a resumed evaluation writes what an uninterrupted one
-would have, however the remaining jobs are batched.
+per (suite, sampling seed, task): a resumed evaluation writes what an uninterrupted one would have, however the
+remaining jobs are batched. Every policy draws from the same per-episode seeds (common random numbers), so
+two policies compared on one task differ by their weights, not by their draws: two copies of one model give
+the same episodes, and the paired per-task comparisons are not blurred by sampling noise the policies share.
+``eval.common_seeds: false`` puts the policy's name in the seed (independent draws, as records before it).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class EvalConfig(BaseModel):
         default_factory=lambda: ["teacher", "student_init", "bc_init", "bc_baseline", "score_sft", "score_rl"],
         description="Which policies the pipeline evaluates.",
     )
+    common_seeds: bool = Field(
+        True, description="Every policy samples each held-out episode from the same seed (suite, sampling seed, "
+        "task): common random numbers, so paired comparisons see the policies' difference, not their draws'. "
+        "False: the policy's name is part of the seed (independent draws).")
 
 
 def metrics(per_seed: list[list[Trajectory]]) -> dict[str, Any]:
@@ -112,18 +119,19 @@ def evaluate_policy(
 
 def policy_runner(
     policy: Policy, pool: Any, agent: AgentConfig, sampling: SamplingParams, *, tools_for: ToolsFor | None = None,
-    scorer: Scorer | None = None, label: str = "eval",
+    scorer: Scorer | None = None, label: str = "eval", common_seeds: bool = True,
 ) -> RunJobs:
-    """Every episode samples from its own generator seeded by (policy name, suite, sampling seed, task id),
-    so its trajectory does not depend on which other jobs run with it. On a policy with a rollout engine
-    all jobs run as one set of episodes (one batch); a policy without one (a server) runs job by job, its
-    rounds seeded by (policy, suite, seed), so a job's result depends only on the job."""
+    """Every episode samples from its own generator seeded by (suite, sampling seed, task id), and by the
+    policy's name too without ``common_seeds``, so its trajectory does not depend on which other jobs run with
+    it. On a policy with a rollout engine all jobs run as one set of episodes (one batch); a policy without one
+    (a server) runs job by job, its rounds seeded by (suite, seed) (and the name), so a job's result depends
+    only on the job."""
+    own = () if common_seeds else (policy.name,)
 
     def seeded(job: Job) -> list[EpisodeStart]:
         tasks, s = job
         suite = getattr(job, "suite", "")
-        return [EpisodeStart(t, id=f"eval-{s}-{t.id}", seed=derive_seed(policy.name, suite, s, t.id))
-                for t in tasks]
+        return [EpisodeStart(t, id=f"eval-{s}-{t.id}", seed=derive_seed(*own, suite, s, t.id)) for t in tasks]
 
     def run(jobs: list[Job]) -> list[list[Trajectory]]:
         if getattr(policy, "rollout_engine", None) is not None:
@@ -138,7 +146,7 @@ def policy_runner(
             return out
         out = []
         for job in jobs:
-            seed = derive_seed(policy.name, getattr(job, "suite", ""), job[1]) % 2**31
+            seed = derive_seed(*own, getattr(job, "suite", ""), job[1]) % 2**31
             cfg = agent.model_copy(update={"sampling": sampling.model_copy(update={"seed": seed})})
             out.append(run_episodes(policy, seeded(job), pool, cfg, tools_for=tools_for, scorer=scorer,
                                     progress=label))

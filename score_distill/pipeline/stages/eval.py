@@ -82,7 +82,8 @@ def evaluate(ctx: Any, cfg: RunConfig, names: list[str], suites: dict[str, list[
             # Loaded only when some result file is missing (evaluate_policy reuses finished ones).
             pol = ctx.res.load_policy(_model, _policy)
             return policy_runner(pol, ctx.res.pool, cfg.agent, cfg.eval.sampling,
-                                 tools_for=ctx.res.tools_for, label=f"eval {_policy}")(jobs)
+                                 tools_for=ctx.res.tools_for, label=f"eval {_policy}",
+                                 common_seeds=cfg.eval.common_seeds)(jobs)
 
         results[policy] = evaluate_policy(run_policy, suites, seeds, out_dir, judge=judge)
         times.setdefault(policy, round(time.perf_counter() - t0, 2))
