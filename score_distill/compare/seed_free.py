@@ -1,13 +1,13 @@
 """Held-out episodes that do not depend on the training seed: evaluated once per study, not once per run.
 
 The untrained student and the teacher are the same policy in every run of one horizon: no stage trains them, and
-each episode samples from a generator seeded by (suite, sampling seed, task), and the policy's name without
-``eval.common_seeds``, never by the run. With the
-same held-out tasks and the same settings, their episodes in the run of training seed 1 are those of seed 0. The
-untrained student is also the costliest policy to evaluate (it writes every turn up to the token limit), so a
-study copies its files from a sibling run that has them instead of decoding them again, and the record says so
-(``reused_episodes``). The key of a policy's files is everything its episodes depend on; a sibling whose key
-differs (another held-out set after deduplication, another student) is not used.
+each episode samples from a generator seeded by (suite, sampling seed, task), and by the policy's name without
+``eval.common_seeds``, never by the run. With the same held-out tasks and the same settings, their episodes in the
+run of training seed 1 are those of seed 0. The untrained student is also the costliest policy to evaluate (it
+writes every turn up to the token limit), so a study copies its files from a sibling run that has them instead of
+decoding them again, and the record says so (``reused_episodes``). The key of a policy's files is everything its
+episodes depend on; a sibling whose key differs (another held-out set after deduplication, another student) is not
+used.
 """
 
 from __future__ import annotations
