@@ -27,18 +27,18 @@ def test_page_states_what_the_records_show():
     assert "| score_rl | 2 | 3 | 30 | 87% | 70-95% | s0 87%, s1 87%, s2 87% |" in wide
     assert "| 2 | score_rl vs bc_baseline | 16 | 3 | 71 | 3 | 0.00443 |" in wide
     assert "not compute-matched" in wide and "96 SFT steps plus RL against the baselines' 48" in wide
-    # The compute-matched H=2 comparison over 100 distinct tasks and two training seeds: the BC baseline ahead of
+    # The compute-matched H=2 comparison over 100 distinct tasks and three training seeds: the BC baseline ahead of
     # SCoRe-RL, and the guide at the top names this record as the one that supports a SCoRe-vs-BC claim.
     fair = page.split("## Study `study_cpu_v2_matched_eval-s12000-n100`")[1].split("\n## ")[0]
-    assert "| 2 | score_rl vs bc_baseline | task | 100 | 2 | 31 | 67 | 1.31e-07 | [-22, -10] points |" in fair
-    assert "| score_rl | 2 | 2 | 100 | 81% | 72-87% | s0 78%, s1 84% | 88% |" in fair
-    assert "| 2 | 1 | bc_continued | 48 | yes | yes |" in fair
+    assert "| 2 | score_rl vs bc_baseline | task | 100 | 4 | 42 | 54 | 5.1e-09 | [-21, -11] points |" in fair
+    assert "| score_rl | 2 | 3 | 100 | 80% | 71-86% | s0 78%, s1 84%, s2 77% | 85% |" in fair
+    assert "| 2 | 2 | bc_continued | 48 | yes | yes |" in fair
     guide = page.split("## ")[0]
-    assert "`study_cpu_v2_matched_eval-s12000-n100`: H=2; training seeds 0, 1 at H=2; 100 distinct held-out" in guide
+    assert "`study_cpu_v2_matched_eval-s12000-n100`: H=2; training seeds 0, 1, 2 at H=2; 100 distinct held-out" in guide
     assert "the interval resamples tasks, so it covers the choice of tasks, not of training seed" in guide
-    assert "- H=2: bc_baseline ahead of score_rl (score_rl - bc_baseline -16, [-22, -10] points, p = 1.3e-07)" in guide
-    assert "bc_continued ahead of score_sft (score_sft - bc_continued -12, [-18, -6] points, p = 0.0019)" in guide
-    assert "- H=2: score_rl vs score_sft, no difference detected (+1, [-4, +6] points, p = 1)" in guide
+    assert "- H=2: bc_baseline ahead of score_rl (score_rl - bc_baseline -16, [-21, -11] points, p = 5.1e-09)" in guide
+    assert "bc_continued ahead of score_sft (score_sft - bc_continued -12, [-17, -6] points, p = 9.1e-06)" in guide
+    assert "- H=2: score_rl vs score_sft, no difference detected (+1, [-3, +5] points, p = 0.85)" in guide
     # A record with no SCoRe policy makes no claim about SCoRe's compute.
     sft1 = page.split("## Study `study_cpu_v2_bc_sft_seed1`")[1].split("\n## ")[0]
     assert "compute-matched" not in sft1
