@@ -117,7 +117,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny, tmp_path):
     assert resumed.tokens_seen == full.tokens_seen
 
     def logged(d):
-        history = json.loads((d / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+        history = json.loads((d / "trainer_state.json").read_text())["log_history"]
         return [(e["num_tokens"], e["num_trained_tokens"]) for e in history if "num_tokens" in e]
 
     assert logged(tmp_path / "cut") == logged(tmp_path / "full")
@@ -243,3 +243,20 @@ def test_records_of_malformed_student_steps_only_leave_the_model_unchanged(tiny,
     info = pipe.train_sft("score_sft", str(tiny), broken, _cfg())
     assert info["model"] == str(tiny) and info["trained"] is False
     assert not (tmp_path / "run" / "score_sft" / "train" / "model").exists()
+
+
+def test_a_finished_run_keeps_its_final_state_not_its_checkpoints(tiny, tmp_path):
+    from score_distill.report.compute import sft_compute
+
+    pruned = train_sft(tiny, _records(), _cfg(epochs=3), tmp_path / "pruned")
+    kept = train_sft(tiny, _records(), _cfg(epochs=3, keep_finished_checkpoints=True), tmp_path / "kept")
+    assert not list((tmp_path / "pruned").glob("checkpoint-*"))
+    assert (tmp_path / "kept" / "checkpoint-6" / "optimizer.pt").exists()
+    assert (tmp_path / "pruned" / "trainer_state.json").exists() and Path(pruned.model_dir).exists()
+    # The compute record reads the same counts from the final state as from the last checkpoint.
+    assert sft_compute(tmp_path / "pruned") == sft_compute(tmp_path / "kept")
+    assert sft_compute(tmp_path / "pruned")["sft_tokens"] == pruned.tokens_seen == kept.tokens_seen
+    # A run killed while pruning: the same call finishes the pruning and returns the result.
+    (tmp_path / "pruned" / "checkpoint-6").mkdir()
+    assert train_sft(tiny, _records(), _cfg(epochs=3), tmp_path / "pruned").steps == 6
+    assert not (tmp_path / "pruned" / "checkpoint-6").exists()

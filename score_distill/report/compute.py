@@ -33,11 +33,12 @@ def sft_compute(train_dir: Path) -> dict[str, int] | None:
     if not isinstance(res, dict) or "steps" not in res:
         return None
     out = {"sft_steps": int(res["steps"])}
-    # The trainer logs running counts; the last checkpoint holds the whole history.
+    # The trainer logs running counts; the final state (kept when the checkpoints are removed) or else the last
+    # checkpoint holds the whole history.
     ckpts = sorted(train_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
                    if p.name.split("-")[-1].isdigit() else -1)
-    for ck in reversed(ckpts):
-        history = (_read_json(ck / "trainer_state.json") or {}).get("log_history", [])
+    for state in [train_dir / "trainer_state.json", *(ck / "trainer_state.json" for ck in reversed(ckpts))]:
+        history = (_read_json(state) or {}).get("log_history", [])
         restarted = False
         for key, name in (("num_tokens", "sft_tokens"), ("num_trained_tokens", "sft_trained_tokens")):
             counts = [e[key] for e in history if key in e]

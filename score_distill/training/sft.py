@@ -10,7 +10,8 @@ end-of-turn tokens included. Truncation is ours too (keep the start), so TRL's `
 Layout of ``out_dir``: ``checkpoint-N/`` (every ``save_steps``; resumable), ``runs/`` (TensorBoard),
 ``adapter/`` (LoRA runs), ``model/`` (the final plain model + tokenizer: LoRA merged in),
 ``sft_config.json`` and ``data_fingerprint.txt`` (a resume with other settings or other data is an
-error, not a silent mix), ``train_result.json`` (written last: its presence means the run is done).
+error, not a silent mix), ``train_result.json`` (written last: its presence means the run is done), then
+``trainer_state.json`` (the final log history) in place of the checkpoints unless ``keep_finished_checkpoints``.
 
 Works unchanged under ``accelerate launch`` (DDP, DeepSpeed ZeRO-3, FSDP; see ``configs/accelerate``):
 the Trainer reads the distributed set-up from the environment, and only the main process merges and
@@ -38,6 +39,7 @@ from score_distill.utils.jsonl import write_atomic, write_json
 # RunConfig, which `score-distill --help` and `score-distill config` load.
 
 RESULT_FILE = "train_result.json"
+STATE_FILE = "trainer_state.json"  # the final trainer state (log history), kept when the checkpoints go
 CONFIG_FILE = "sft_config.json"
 FINGERPRINT_FILE = "data_fingerprint.txt"
 
@@ -65,6 +67,10 @@ class SFTConfig(BaseModel):
     seed: int = 0
     save_steps: int = Field(50, ge=1)
     save_total_limit: int | None = 3
+    keep_finished_checkpoints: bool = Field(
+        False, description="Keep the trainer checkpoints (weights and optimizer state: about 12 bytes a parameter "
+        "each) once the final model is written. Only an interrupted run resumes from them, so by default they "
+        "are removed then; the final trainer state stays as trainer_state.json.")
     logging_steps: int = Field(1, ge=1)
     bf16: Literal["auto"] | bool = "auto"  # auto: bf16 where the GPU supports it, fp32 on CPU
     # Activation checkpointing costs a third more compute; only for models/lengths that do not fit otherwise.
@@ -171,7 +177,8 @@ def _report_to(cfg: SFTConfig) -> list[str] | str:
 
 def _check_same_run(out: Path, cfg: SFTConfig, fingerprint: str, model_path: str, is_main: bool) -> None:
     """A resume must see the same settings and data as the run it continues."""
-    saved = {"config": cfg.model_dump(), "model_path": model_path}
+    # Housekeeping that changes nothing trained is left out: a run started before such a key existed resumes.
+    saved = {"config": cfg.model_dump(exclude={"keep_finished_checkpoints"}), "model_path": model_path}
     cfg_file, fp_file = out / CONFIG_FILE, out / FINGERPRINT_FILE
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
@@ -333,6 +340,8 @@ def train_sft(
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_path(str(model_path))
     if resume and (out / RESULT_FILE).exists() and (out / "model").exists():
+        if not cfg.keep_finished_checkpoints:
+            prune_checkpoints(out)  # a run killed while pruning
         return TrainResult.model_validate_json((out / RESULT_FILE).read_text())
     last = last_complete_checkpoint(out)
     if last and not resume:
@@ -392,9 +401,22 @@ def train_sft(
     if acc.is_main_process:
         tokenizer.save_pretrained(tmp)
         _finalize_dir(tmp, final)
+        trainer.state.save_to_json(str(out / STATE_FILE))
         write_json(out / RESULT_FILE, result.model_dump())
+        if not cfg.keep_finished_checkpoints:
+            prune_checkpoints(out)
     acc.wait_for_everyone()
     return result
+
+
+def prune_checkpoints(out: Path) -> None:
+    """Remove a finished run's checkpoints (and folders a crash cut): the run is done once ``train_result.json``
+    exists, so nothing resumes from them, and each holds the weights and optimizer state (three copies of a
+    7B model's are hundreds of GB). The final log history stays in ``trainer_state.json``."""
+    if not (out / STATE_FILE).exists():
+        return  # finished before the state was kept: its last checkpoint is where the history is
+    for p in [*out.glob("checkpoint-*"), *out.glob("incomplete-checkpoint-*")]:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _cuda() -> bool:
