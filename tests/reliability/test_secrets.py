@@ -118,6 +118,7 @@ def run_pipeline_with_planted_keys(tmp_path: Path, to_stage: str | None) -> tupl
                "teacher.kind=llm", f"teacher.base_url={srv.base_url}", "teacher.model=fake-model",
                "teacher.api_key_env=SD_TEACHER_KEY", "teacher.max_retries=1", "tasks.n_train=6",
                "bc_baseline.enabled=false", "mps.retry_failed=false",  # keep the 500s' records and go on
+               "bc.sft.keep_finished_checkpoints=true",  # the checkpoints' files are scanned too
                "eval.policies=[teacher,student_init,bc_init,score_sft,score_rl]"]
         if to_stage:
             cmd += ["--to", to_stage]
