@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from score_distill.compare.stats import compare_tasks, paired_episodes
-from score_distill.compare.steps import CHAIN, episode_scores
+from score_distill.compare.steps import CHAIN, episode_comparisons, episode_scores
 from score_distill.pipeline.run_dir import git_revision, machine
 
 # (eval seed, suites, tasks per suite): more held-out tasks for the steps the run's 20 a suite cannot resolve
@@ -78,16 +77,8 @@ def stream_evals(run: Path, out: Path) -> dict[str, Any]:
 
 
 def steps(episodes: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
-    out = []
-    suites = sorted({s for per in episodes.values() for s in per})
-    for suite in suites:
-        for a, b in CHAIN:
-            if suite in episodes.get(a, {}) and suite in episodes.get(b, {}):
-                rec = compare_tasks(a, b, None, paired_episodes([{suite: episodes[a][suite]}],
-                                                                 [{suite: episodes[b][suite]}]))
-                rec.pop("horizon")
-                out.append({"suite": suite, **rec})
-    return out
+    """Each policy of the method's chain against the one it continues from, per suite."""
+    return episode_comparisons(episodes, CHAIN)
 
 
 def main() -> None:

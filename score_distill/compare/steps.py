@@ -37,11 +37,17 @@ def step_comparisons(eval_dir: Path, policies: dict[str, Any]) -> list[dict[str,
     """One record per (step of ``STEPS`` whose two policies were evaluated, suite): ``compare_tasks``' fields
     (``a``, ``b``, ``n_tasks``, ``better``, ``worse``, ``same``, ``p_value``, ``diff_mean``, ``diff_ci95``) and
     ``suite``."""
-    episodes = episode_scores(eval_dir, policies)
+    return episode_comparisons(episode_scores(eval_dir, policies))
+
+
+def episode_comparisons(episodes: dict[str, dict[str, dict[str, float]]],
+                        steps: list[tuple[str, str]] = STEPS) -> list[dict[str, Any]]:
+    """``step_comparisons`` from episode scores in ``episode_scores``' form (e.g. pooled over several held-out
+    streams), for the pairs of ``steps``."""
     out = []
     suites = list(dict.fromkeys(suite for per in episodes.values() for suite in per))
     for suite in suites:
-        for a, b in STEPS:
+        for a, b in steps:
             if suite not in episodes.get(a, {}) or suite not in episodes.get(b, {}):
                 continue
             pairs = paired_episodes([{suite: episodes[a][suite]}], [{suite: episodes[b][suite]}])
