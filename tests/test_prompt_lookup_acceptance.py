@@ -30,7 +30,8 @@ def test_replay_counts_forwards_over_turns_and_appended_ids(tmp_path):
     assert (r["tokens"], r["forwards"], r["accepted"]) == (6, 4, 3)
     f = tmp_path / "t.jsonl"
     f.write_text(json.dumps(rec) + "\n")
-    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "prompt_lookup_acceptance.py"), str(f), "--draft", "4",
-                        "--json", str(tmp_path / "o.json")], capture_output=True, text=True, check=True)
+    script = REPO / "benchmarks" / "prompt_lookup_acceptance.py"
+    p = subprocess.run([sys.executable, str(script), str(f), "--draft", "4", "--json", str(tmp_path / "o.json")],
+                       capture_output=True, text=True, check=True)
     assert "tokens/forward=1.5" in p.stdout
     assert json.loads((tmp_path / "o.json").read_text())["files"][str(f)][0]["forwards"] == 4
