@@ -82,7 +82,7 @@ def run_mode(path: str, recs: list, mode: str, a: argparse.Namespace, n_params: 
     cfg = SFTConfig(learning_rate=1e-5, max_steps=a.steps, batch_size=a.batch, grad_accum=a.grad_accum,
                     max_length=a.max_length,
                     lora=mode == "lora", save_steps=10_000, report_to="none", warmup_ratio=0.0,
-                    padding_free=not a.padded, logging_steps=1)
+                    padding_free=not a.padded, logging_steps=1, bf16=a.bf16 or "auto")
     meter = _Meter()
     with tempfile.TemporaryDirectory() as d:
         res = train_sft(path, recs, cfg, d, callbacks=[meter])
@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=2048)
     ap.add_argument("--modes", default="full", help="comma list of full, lora")
     ap.add_argument("--padded", action="store_true", help="padded batches instead of padding-free rows")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast (SFTConfig.bf16=true) also on CPU: fast only on CPUs with AMX or AVX512-BF16")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the figures here")
     a = ap.parse_args()
@@ -121,7 +123,7 @@ def main() -> None:
     recs = (read_jsonl(a.trajectories, Trajectory) if a.trajectories
             else teacher_trajectories(a.batch * a.grad_accum * a.steps, a.horizon, seed=0))
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()  # SFTConfig.bf16="auto": autocast bf16 on such GPUs
+    bf16 = a.bf16 or (cuda and torch.cuda.is_bf16_supported())  # SFTConfig.bf16="auto": autocast bf16 on such GPUs
     dtype = torch.bfloat16 if bf16 else torch.float32
     mm = matmul_gflops(dtype, "cuda" if cuda else "cpu")
     out = {"model": a.model, "data": a.trajectories or f"oracle teacher, math H={a.horizon}", "batch": a.batch,

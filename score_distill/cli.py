@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-new-tokens", type=int, default=512)
     e.add_argument("--batch-size", type=int, default=32,
                    help="episodes decoding at once with --model (the engine's rows; more is faster, uses more memory)")
+    e.add_argument("--draft", type=int, default=0, metavar="N",
+                   help="speculative decoding with --model: verify up to N prompt-lookup ids per episode and step "
+                        "(same greedy tokens and sampling distribution, other random draws); 0: off")
     e.add_argument("--seed-by-policy", action="store_true",
                    help="put the policy's name in each episode's sampling seed (independent draws); by default "
                         "every policy draws from the same seeds (eval.common_seeds), as the pipeline evaluates")

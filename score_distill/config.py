@@ -37,6 +37,10 @@ class StudentConfig(_Cfg):
     model: str = Field("smollm2-135m", description="'smollm2-135m', 'tiny', a local folder or a hub id.")
     batch_size: int = Field(16, ge=1, description="Generation batch size.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1'...")
+    draft_tokens: int = Field(0, ge=0, description="Speculative decoding in the in-process rollout engine (MPS, "
+                              "evaluation, RL): verify up to this many prompt-lookup ids per episode and step. "
+                              "Greedy tokens and the sampling distribution are unchanged; the random draws are "
+                              "not. 0: off (docs/benchmarks.md: 1 helps on CPU, more does not).")
 
 
 class TeacherConfig(_Cfg):
@@ -203,7 +207,8 @@ class RunConfig(_Cfg):
         data.update(max_steps=over.max_steps or self.agent.max_steps,
                     max_new_tokens=over.max_new_tokens or self.agent.max_new_tokens,
                     max_live_episodes=over.max_live_episodes or self.agent.max_live_episodes,
-                    temperature=self.agent.sampling.temperature if over.temperature is None else over.temperature)
+                    temperature=self.agent.sampling.temperature if over.temperature is None else over.temperature,
+                    draft_tokens=self.rl.draft_tokens or self.student.draft_tokens)
         return RLConfig.model_validate(data)
 
 

@@ -158,6 +158,9 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         if batch_size < 1:
             raise ConfigError("--batch-size must be >= 1")
         policy = TransformersPolicy(args.model, name=name, batch_size=batch_size)
+        policy.draft_tokens = getattr(args, "draft", 0)
+        if policy.draft_tokens < 0:
+            raise ConfigError("--draft must be >= 0")
     agent = AgentConfig(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens)
     out = Path(args.out) / re.sub(r"[^\w.-]", "_", name)
     pool = SandboxPool(SandboxConfig(), max_workers=4)

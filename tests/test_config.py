@@ -105,3 +105,18 @@ def test_old_rl_agent_keys_still_load_with_a_warning_naming_the_field(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_config(again, preset="tiny").rl_config() == cfg.rl_config()  # round trip, no warning
+
+
+def test_draft_tokens_reach_evaluation_mps_and_rl(tmp_path):
+    from score_distill.models.tiny import build_tiny_model
+    from score_distill.pipeline.resources import Resources
+
+    cfg = load_config(preset="tiny", overrides=["student.draft_tokens=2"])
+    assert cfg.rl_config().draft_tokens == 2
+    assert load_config(preset="tiny", overrides=["student.draft_tokens=2", "rl.draft_tokens=1"]
+                       ).rl_config().draft_tokens == 1
+    assert load_config(preset="tiny").rl_config().draft_tokens == 0
+    policy = Resources(cfg, tmp_path).load_policy(build_tiny_model(tmp_path / "m", seed=0), "student")
+    assert policy.draft_tokens == 2
+    with pytest.raises(ConfigError, match="draft_tokens"):
+        load_config(preset="tiny", overrides=["student.draft_tokens=-1"])

@@ -7,10 +7,10 @@ import torch
 from test_sft_trainer import _cfg, _records
 from test_tokenize_tiny_model import tiny_model_dir
 from transformers import AutoModelForCausalLM
-from trl.kernels import ChunkedLogProbFunction
 
 from score_distill.training import trained_logprobs as tl
 from score_distill.training.sft import train_sft
+from score_distill.training.tiled_logprob import TiledLogProb
 
 LENGTHS = (9, 17, 5, 12)
 
@@ -75,13 +75,13 @@ def test_packed_padded_and_full_logits_give_the_same_loss_and_gradients(tiny):
 
 def test_lm_head_runs_on_trained_positions_only(tiny, monkeypatch):
     seen = []
-    orig = ChunkedLogProbFunction.apply
+    orig = TiledLogProb.apply  # the CPU head (TRL's ChunkedLogProbFunction on GPUs)
 
     def spy(hidden, *a):
         seen.append(hidden.shape[0])
         return orig(hidden, *a)
 
-    monkeypatch.setattr(ChunkedLogProbFunction, "apply", spy)
+    monkeypatch.setattr(TiledLogProb, "apply", spy)
     model = tl.install(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32))
     seqs, masks = _data()
     model(**tl.pack(seqs, masks), trained_logprobs=True)

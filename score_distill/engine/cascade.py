@@ -49,8 +49,9 @@ _state = threading.local()
 @dataclass
 class CascadePlan:
     """``families``: (source row, prefix length, member rows) for each group of rows sharing ``[0, P)``
-    (a row alone is its own source); ``start``: where the per-row part begins (the smallest prefix);
-    ``suffix_mask``: additive mask ``[rows, 1, 1, kv_len - start]`` keeping ``[P_row, position]``."""
+    (a row alone is its own source; none: every row reads its whole cache from ``start`` = 0); ``start``: where
+    the per-row part begins (the smallest prefix); ``suffix_mask``: additive mask ``[rows, 1, T, kv_len - start]``
+    keeping ``[P_row, position of query t]``."""
 
     families: list[tuple[int, int, torch.Tensor]]
     start: int
@@ -93,7 +94,7 @@ def cascade_attention(module, query, key, value, attention_mask, dropout: float 
     if mixed is not None:
         return _mixed_attention(module, query, key, value, mixed, dropout, scaling, kwargs)
     plan: CascadePlan | None = getattr(_state, "plan", None)
-    if plan is None or query.shape[2] != 1 or key.shape[0] != query.shape[0]:
+    if plan is None or key.shape[0] != query.shape[0]:
         return _own_attention(module)(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     return _cascaded(query, key, value, plan, scaling), None
@@ -119,26 +120,31 @@ def _mixed_attention(module, query, key, value, mixed: MixedPlan, dropout, scali
 
 
 def _cascaded(query, key, value, plan: CascadePlan, scaling) -> torch.Tensor:
-    """One query per row ([b, heads, 1, d]) against the plan's split keys; returns [b, 1, heads, d]."""
-    b, heads, _, d = query.shape
+    """T queries per row ([b, heads, T, d]: one in a decode step, the drafted ids in a verifying step) against the
+    plan's split keys; returns [b, T, heads, d]. Without families the whole cache is the per-row part."""
+    b, heads, t, d = query.shape
     kv_heads = key.shape[1]
     g = heads // kv_heads
     scale = scaling if scaling is not None else d ** -0.5
-    # Grouped-query attention without repeating keys: a kv head's g query heads are g "query positions".
-    q = query.reshape(b, kv_heads, g, d)
-    out_s, lse_s = _flash(q, key[:, :, plan.start:], value[:, :, plan.start:], 0.0, False,
-                          attn_mask=plan.suffix_mask, scale=scale)
+    # Grouped-query attention without repeating keys: a kv head's g query heads (times T) are g*T "query
+    # positions" (index head * T + t), so the per-query mask repeats over the heads.
+    q = query.reshape(b, kv_heads, g * t, d)
+    mask = plan.suffix_mask if t == 1 else plan.suffix_mask.repeat(1, 1, g, 1)
+    out_s, lse_s = _flash(q, key[:, :, plan.start:], value[:, :, plan.start:], 0.0, False, attn_mask=mask,
+                          scale=scale)
+    if not plan.families:
+        return out_s.reshape(b, heads, t, d).transpose(1, 2).contiguous()
     out_p = torch.empty_like(out_s)
     lse_p = torch.empty_like(lse_s)
     for src, length, members in plan.families:
         n = members.numel()
-        qf = q.index_select(0, members).transpose(0, 1).reshape(1, kv_heads, n * g, d)
+        qf = q.index_select(0, members).transpose(0, 1).reshape(1, kv_heads, n * g * t, d)
         o, lse = _flash(qf, key[src:src + 1, :, :length], value[src:src + 1, :, :length], 0.0, False, scale=scale)
-        out_p.index_copy_(0, members, o.view(kv_heads, n, g, d).transpose(0, 1))
-        lse_p.index_copy_(0, members, lse.view(kv_heads, n, g).transpose(0, 1))
+        out_p.index_copy_(0, members, o.view(kv_heads, n, g * t, d).transpose(0, 1))
+        lse_p.index_copy_(0, members, lse.view(kv_heads, n, g * t).transpose(0, 1))
     lse = torch.logaddexp(lse_p, lse_s)
     out = out_p * (lse_p - lse).exp_().unsqueeze(-1) + out_s * (lse_s - lse).exp_().unsqueeze(-1)
-    return out.reshape(b, heads, 1, d).transpose(1, 2).contiguous()
+    return out.reshape(b, heads, t, d).transpose(1, 2).contiguous()
 
 
 def _cascade_mask(*args, **kwargs):

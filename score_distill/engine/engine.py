@@ -90,6 +90,8 @@ class _Row:
     family: int | None = None  # rows of one family hold bitwise-identical keys/values for its prefix
     t0: float = 0.0
     ended: str | None = None
+    ngrams: dict = field(default_factory=dict)  # prompt lookup: n ids -> start of the ids after their last occurrence
+    indexed: int = 0  # ids of ctx + pending already in ``ngrams``
 
 
 def engine_supported(model: Any) -> bool:
@@ -126,7 +128,7 @@ WAIT = object()
 class RolloutEngine:
     def __init__(self, model: Any, tokenizer: Any, params: SamplingParams, *, max_rows: int,
                  eos_ids: list[int], stop: list[str] | None = None, shared_attention: bool = True,
-                 mixed_steps: bool = True):
+                 mixed_steps: bool = True, draft_tokens: int = 0, draft_ngram: int = 3):
         if not engine_supported(model):
             raise ValueError(f"the engine needs attention {SUPPORTED_ATTENTION}, the model uses "
                              f"{model.config._attn_implementation!r}")
@@ -149,10 +151,14 @@ class RolloutEngine:
         self.shared_attention = shared_attention and cascade.supported(model)
         self.mixed_steps = mixed_steps and cascade.supported(model)  # its attention is cascade's function
         self.families: dict[int, int] = {}  # family -> length of the prefix its rows share
+        if draft_tokens < 0 or draft_ngram < 1:
+            raise ValueError(f"draft_tokens must be >= 0 and draft_ngram >= 1, got {draft_tokens}, {draft_ngram}")
+        self.draft_tokens, self.draft_ngram = draft_tokens, draft_ngram
         self.stats = {"prefill_tokens": 0, "forked_tokens": 0, "decode_steps": 0, "decoded_tokens": 0,
                       "prefill_forwards": 0, "prefill_rows": 0,
                       "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
                       "mixed_steps": 0, "mixed_rows_fed": 0,
+                      "verify_steps": 0, "drafted_tokens": 0, "accepted_tokens": 0,
                       # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache
                       "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
 
@@ -194,7 +200,11 @@ class RolloutEngine:
                     if mix and any(self._unfed(r) for r in self.rows):
                         self._mixed()
                     else:
-                        self._decode()
+                        drafts = self._drafts() if self.draft_tokens else None
+                        if drafts is not None and any(drafts):
+                            self._verify(drafts)
+                        else:
+                            self._decode()
                     if any(r.ended is not None for r in self.rows):
                         self._end_turns(on_turns)
         finally:
@@ -384,6 +394,108 @@ class RolloutEngine:
         self.stats["decoded_tokens"] += b
         self._take(slice(0, b), logits)
 
+    # -- speculative decoding by prompt lookup --------------------------------------------------
+    def _drafts(self) -> list[list[int]]:
+        """Each decoding row's draft: the ids that followed the latest earlier occurrence of its last n ids (n from
+        ``draft_ngram`` down to 1), at most ``draft_tokens`` and no more than the turn and the context have room
+        for. Why by hand: transformers' ``PromptLookupCandidateGenerator`` drafts for one ``generate`` call of a
+        batch of one; here every row keeps an index of its own context, updated as ids arrive (no rescans)."""
+        out = []
+        for r in self.rows:
+            seq = r.ctx + r.pending
+            n_max = self.draft_ngram
+            for p in range(max(r.indexed, 1), len(seq)):
+                for n in range(1, min(n_max, p) + 1):
+                    r.ngrams[tuple(seq[p - n : p])] = p
+            r.indexed = len(seq)
+            room = min(self.draft_tokens, r.limit - len(r.gen) - 1, self.max_positions - len(seq) - 1)
+            draft: list[int] = []
+            if room > 0:
+                for n in range(min(n_max, len(seq) - 1), 0, -1):
+                    c = r.ngrams.get(tuple(seq[-n:]))
+                    if c is not None:
+                        draft = seq[c : c + room]
+                        break
+            out.append(draft)
+        return out
+
+    def _verify(self, drafts: list[list[int]]) -> None:
+        """One forward of every live row's last token and its draft (T = 1 + the longest draft ids a row, shorter
+        rows padded past their end, where nothing reads the pads before they are overwritten); then each row keeps
+        its drafted ids while the sampler accepts them (:meth:`Sampler.choose_drafted`) and adds the token after
+        the last kept one. When reading the weights bounds a step, the extra ids cost little and every kept id
+        saves a whole step."""
+        rows = self.rows
+        b = len(rows)
+        dev = self.device
+        t = 1 + max(len(d) for d in drafts)
+        lens = [len(r.ctx) for r in rows]
+        kv_len = max(lens) + t
+        pos = torch.tensor(lens, device=dev)[:, None] + torch.arange(t, device=dev)[None, :]
+        ids = torch.tensor([r.pending + d + [self.pad_id] * (t - 1 - len(d)) for r, d in zip(rows, drafts)],
+                           device=dev)
+        self.cache.prepare(slice(0, b), kv_len, positions=pos)
+        hooked = self.shared_attention or self.mixed_steps
+        mask = (torch.arange(kv_len, device=dev)[None, None, :] <= pos[:, :, None]).unsqueeze(1)  # [b, 1, T, kv]
+        plan = None
+        if hooked:
+            plan = self._cascade_plan(lens, kv_len, t) if self.shared_attention else None
+            if plan is None:  # every row reads its whole cache, grouped-query heads without copying keys
+                dtype = self.model.dtype
+                plan = cascade.CascadePlan([], 0, torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill_(
+                    ~mask, torch.finfo(dtype).min))
+        cascade.set_plan(plan)
+        t0 = time.perf_counter()
+        try:
+            logits = self._forward(ids, pos, mask, keep=0)  # [b, T, vocab]
+        finally:
+            cascade.set_plan(None)
+        self.stats["decode_s"] += time.perf_counter() - t0
+        self.stats["decode_steps"] += 1
+        self.stats["verify_steps"] += 1
+        self.stats["drafted_tokens"] += sum(len(d) for d in drafts)
+        for r in rows:
+            r.ctx.append(r.pending[0])
+            r.pending = []
+        active = list(range(b))
+        t_start = time.perf_counter()
+        for j in range(t):
+            if not active:
+                break
+            drafted = [i for i in active if j < len(drafts[i])]
+            plain = [i for i in active if j >= len(drafts[i])]
+            chosen: dict[int, tuple[int, float, bool]] = {}
+            if drafted:
+                toks, lps, kept = self.sampler.choose_drafted(
+                    logits[drafted, j], drafted, [rows[i].generator for i in drafted], [drafts[i][j] for i in drafted])
+                chosen.update({i: (tok, lp, k) for i, tok, lp, k in zip(drafted, toks, lps, kept)})
+            if plain:
+                toks, lps = self.sampler.choose(logits[plain, j], plain, [rows[i].generator for i in plain])
+                chosen.update({i: (tok, lp, False) for i, tok, lp in zip(plain, toks, lps)})
+            order = sorted(chosen)
+            stopped = self._stop_strings([rows[i] for i in order], [chosen[i][0] for i in order])
+            active = []
+            for i, hit in zip(order, stopped):
+                r = rows[i]
+                tok, lp, kept = chosen[i]
+                r.gen.append(tok)
+                r.logprobs.append(lp)
+                r.pending = [tok]
+                self.stats["decoded_tokens"] += 1
+                if tok in self.eos:
+                    r.ended = "eos"
+                elif hit:
+                    r.ended = "stop"
+                elif len(r.gen) >= r.limit:
+                    r.ended = "length"
+                if kept:
+                    self.stats["accepted_tokens"] += 1
+                    if r.ended is None:  # its keys are in the cache already (this forward): go on with the next
+                        r.ctx.append(tok)
+                        r.pending = []
+                        active.append(i)
+        self.stats["sample_s"] += time.perf_counter() - t_start
+
     def _mixed(self) -> None:
         """One forward for every live row: a decoding row's last token and a row to feed's pending ids,
         packed into one sequence (no padding), each written to its own row's cache."""
@@ -441,7 +553,7 @@ class RolloutEngine:
         dtype = self.model.dtype
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
-    def _cascade_plan(self, lens: list[int], kv_len: int) -> cascade.CascadePlan | None:
+    def _cascade_plan(self, lens: list[int], kv_len: int, t: int = 1) -> cascade.CascadePlan | None:
         """How this decode step's attention splits: each family's shared prefix read once, then every row's
         own part from the smallest prefix on. None (plain attention) without a family of two or more rows, with
         more separate parts than ``_MAX_PARTS``, or when the shared part is shorter than ``_MIN_FAMILY``."""
@@ -464,13 +576,14 @@ class RolloutEngine:
                 prefix[i] = self.families[f]
             families.append((rows[0], self.families[f], torch.tensor(rows, device=dev)))
         families += [(i, start, torch.tensor([i], device=dev)) for i in alone]
-        p = torch.arange(start, kv_len, device=dev)[None, :]
-        keep = (p >= torch.tensor(prefix, device=dev)[:, None]) & (p <= torch.tensor(lens, device=dev)[:, None])
+        p = torch.arange(start, kv_len, device=dev)[None, None, :]
+        last = torch.tensor(lens, device=dev)[:, None, None] + torch.arange(t, device=dev)[None, :, None]
+        keep = (p >= torch.tensor(prefix, device=dev)[:, None, None]) & (p <= last)
         dtype = self.model.dtype
         mask = torch.zeros(keep.shape, dtype=dtype, device=dev).masked_fill_(~keep, torch.finfo(dtype).min)
         self.stats["cascaded_steps"] += 1
         self.stats["shared_prefix_reads_saved"] += sum(self.families[f] * (len(rows) - 1) for f, rows in groups.items())
-        return cascade.CascadePlan(families, start, mask.view(len(lens), 1, 1, -1))
+        return cascade.CascadePlan(families, start, mask.view(len(lens), 1, t, -1))
 
     def _take(self, rows: slice | list[int], logits: torch.Tensor) -> None:
         live = self.rows[rows] if isinstance(rows, slice) else [self.rows[i] for i in rows]

@@ -69,8 +69,8 @@ class SlotLayer(CacheLayerMixin):
         if start is not None:  # one row (or rows sharing a start): a contiguous block
             k_rows[:, :, start : start + n] = key_states
             v_rows[:, :, start : start + n] = value_states
-        else:  # one new token per row, each at its own position
-            idx = pos.view(-1, 1, 1, 1).expand(-1, key_states.shape[1], 1, key_states.shape[3])
+        else:  # T new tokens per row ([rows] or [rows, T] positions), each row at its own positions
+            idx = pos.view(pos.shape[0], 1, -1, 1).expand(-1, key_states.shape[1], -1, key_states.shape[3])
             k_rows.scatter_(2, idx, key_states)
             v_rows.scatter_(2, idx, value_states)
         return k_rows[:, :, :kv_len], v_rows[:, :, :kv_len]
@@ -94,8 +94,8 @@ class SlotCache(Cache):
     """A ``Cache`` of :class:`SlotLayer` s. Before each forward the engine sets which rows run
     (``rows``: a slice, read as a view; or an index tensor, read gathered), where their tokens go
     (``start``: a block of one row; ``starts``: a block per indexed row; ``packed``: the (row, position)
-    of each token of one packed sequence; else ``positions``: one token per row) and how many positions
-    the attention reads (``kv_len``)."""
+    of each token of one packed sequence; else ``positions``: ``[rows]``, or ``[rows, T]`` for T tokens a
+    row) and how many positions the attention reads (``kv_len``)."""
 
     def __init__(self, num_layers: int, slots: int):
         self.slots = slots

@@ -66,24 +66,10 @@ class Sampler:
                ) -> tuple[list[int], list[float]]:
         """Tokens for ``logits`` [n, vocab] (float32) of the rows ``rows``, and each token's log-probability
         under the model's unprocessed distribution (temperature 1, no top-k/top-p: what a trainer recomputes)."""
-        logp = torch.log_softmax(logits, dim=-1)
-        scores = logits
-        index = None
-        if self.seen is not None:
-            index = torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows)
-            index = index.to(self.seen.device)
-            seen = self.seen[index]
-            penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
-            scores = torch.where(seen, penalised, scores)
+        logp, scores, idx, index = self._processed(logits, rows)
         if self.greedy:
             tokens = scores.argmax(dim=-1)
         else:
-            scores = self.warpers(None, scores)
-            idx = None
-            if self.top_k:  # the k candidates, best first
-                scores, idx = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1)
-                if self.top_p is not None:
-                    scores = self.top_p(None, scores)
             probs = torch.softmax(scores, dim=-1)
             if all(g is None for g in generators):
                 tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
@@ -94,6 +80,65 @@ class Sampler:
                 tokens = torch.cat(_draw_rows(probs, generators))
             if idx is not None:
                 tokens = idx.gather(1, tokens.view(-1, 1)).view(-1)
+        return self._done(logp, tokens, index)
+
+    def choose_drafted(self, logits: torch.Tensor, rows: list[int], generators: list[torch.Generator | None],
+                       drafts: list[int]) -> tuple[list[int], list[float], list[bool]]:
+        """Speculative sampling against a draft id per row (prompt lookup: the draft is fixed by the context, so
+        its "draft distribution" is a point mass). Greedy keeps the draft when it is the argmax. Sampling keeps
+        it with the probability ``q(draft)`` that the processed distribution ``q`` gives it, else draws from
+        ``q`` without it (renormalised): either way the token is distributed exactly as :meth:`choose` draws
+        it. Returns the tokens, their log-probabilities and whether each row kept its draft."""
+        logp, scores, idx, index = self._processed(logits, rows)
+        draft = torch.tensor(drafts, device=logits.device)
+        if self.greedy:
+            tokens = scores.argmax(dim=-1)
+            return *self._done(logp, tokens, index), (tokens == draft).tolist()
+        probs = torch.softmax(scores, dim=-1)
+        cols = idx if idx is not None else None
+        hit = (cols == draft[:, None]) if cols is not None else None
+        q = (probs * hit).sum(-1) if hit is not None else probs.gather(1, draft[:, None])[:, 0]
+        tokens, kept = [], []
+        for i, g in enumerate(generators):
+            u = torch.rand(1, generator=g, device=probs.device) if g is not None else torch.rand(1, device=probs.device)
+            if bool(u < q[i]):
+                tokens.append(int(draft[i]))
+                kept.append(True)
+                continue
+            rest = probs[i : i + 1].clone()
+            if hit is not None:
+                rest[0, hit[i]] = 0.0
+            else:
+                rest[0, draft[i]] = 0.0
+            j = int(torch.multinomial(rest, 1, generator=g))  # multinomial renormalises
+            tokens.append(int(cols[i, j]) if cols is not None else j)
+            kept.append(False)
+        out_tokens, out_logp = self._done(logp, torch.tensor(tokens, device=logits.device), index)
+        return out_tokens, out_logp, kept
+
+    def _processed(self, logits: torch.Tensor, rows: slice | list[int]):
+        """(log-probabilities of the raw logits, processed scores, the top-k columns or None, the rows' index
+        into the seen mask or None). Greedy: the scores after the penalty only."""
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        index = None
+        if self.seen is not None:
+            index = torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows)
+            index = index.to(self.seen.device)
+            seen = self.seen[index]
+            penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+            scores = torch.where(seen, penalised, scores)
+        idx = None
+        if not self.greedy:
+            scores = self.warpers(None, scores)
+            if self.top_k:  # the k candidates, best first
+                scores, idx = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1)
+                if self.top_p is not None:
+                    scores = self.top_p(None, scores)
+        return logp, scores, idx, index
+
+    def _done(self, logp: torch.Tensor, tokens: torch.Tensor, index: torch.Tensor | None
+              ) -> tuple[list[int], list[float]]:
         chosen = logp.gather(1, tokens.view(-1, 1)).view(-1)
         if index is not None:
             self.seen[index, tokens] = True

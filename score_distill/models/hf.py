@@ -131,6 +131,7 @@ class TransformersPolicy:
         self.batch_size = batch_size
         self.shared_attention = True  # the engine reads a shared prefix once per decode step (engine.cascade)
         self.mixed_steps = True  # the engine feeds appended ids in the decoding rows' forward (engine.cascade)
+        self.draft_tokens = 0  # > 0: the engine verifies up to this many prompt-lookup ids a step (speculative)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kw: Any) -> TransformersPolicy:
@@ -169,7 +170,8 @@ class TransformersPolicy:
             return None
         return RolloutEngine(self.model, self.tokenizer, params, max_rows=max_rows,
                              eos_ids=_end_of_turn_ids(self.tokenizer, self.model), stop=stop,
-                             shared_attention=self.shared_attention, mixed_steps=self.mixed_steps)
+                             shared_attention=self.shared_attention, mixed_steps=self.mixed_steps,
+                             draft_tokens=self.draft_tokens)
 
     # -- generation -----------------------------------------------------------------------
     def encode_chats(self, chats: list[Chat]) -> list[list[int]]:

@@ -65,7 +65,9 @@ class Resources:
         from score_distill.models.hf import TransformersPolicy
 
         device = None if self.cfg.student.device == "auto" else self.cfg.student.device
-        return TransformersPolicy(str(model), name=name, batch_size=self.cfg.student.batch_size, device=device)
+        policy = TransformersPolicy(str(model), name=name, batch_size=self.cfg.student.batch_size, device=device)
+        policy.draft_tokens = self.cfg.student.draft_tokens
+        return policy
 
     @staticmethod
     def resolve_model(model: str) -> str:

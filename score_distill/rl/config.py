@@ -89,6 +89,8 @@ class RLConfig(_Cfg):
     top_p: float = 1.0
     top_k: int = 0
     max_live_episodes: int = 64
+    draft_tokens: int = Field(0, ge=0, description="Speculative decoding of in-process rollouts (prompt lookup, "
+                              "ids verified per step); in a run, student.draft_tokens unless set here.")
     rollout_backend: Literal["inprocess", "vllm"] = Field(
         "inprocess",
         description="inprocess: the trained model generates (CPU, tests); vllm: trl vllm-serve + NCCL weight sync.",

@@ -74,10 +74,12 @@ def _load_model(model_path: str | os.PathLike, cfg: RLConfig, ckpt: Path | None)
     return model, tokenizer
 
 
-def _inprocess_policy(model: Any, tokenizer: Any) -> Any:
+def _inprocess_policy(model: Any, tokenizer: Any, draft_tokens: int = 0) -> Any:
     from score_distill.models.hf import TransformersPolicy
 
-    return TransformersPolicy(model, tokenizer=tokenizer)
+    policy = TransformersPolicy(model, tokenizer=tokenizer)
+    policy.draft_tokens = draft_tokens
+    return policy
 
 
 class VLLMWeightSync:
@@ -216,7 +218,7 @@ def run_rl_stage(
             sync = VLLMWeightSync(cfg.vllm_base_url)
             sync.push(unwrapped)
     else:
-        policy = _inprocess_policy(unwrapped, tokenizer)
+        policy = _inprocess_policy(unwrapped, tokenizer, cfg.draft_tokens)
     own_pool = pool is None
     if own_pool:
         from score_distill.sandbox import SandboxConfig, SandboxPool

@@ -3,7 +3,8 @@
 :func:`install` patches a causal LM so that ``model(input_ids, labels=..., trained_logprobs=True)`` returns
 ``log p(label_t | ids_<t)`` for the positions whose label is not ``-100`` and nothing else: the backbone runs
 once, its hidden states are gathered at the trained positions, and only those rows go through the LM head,
-tiled over the vocabulary by TRL's ``ChunkedLogProbFunction`` (so neither the ``[tokens, vocab]`` logits of
+tiled over the vocabulary by TRL's ``ChunkedLogProbFunction`` on GPUs and by
+:class:`~score_distill.training.tiled_logprob.TiledLogProb` on CPU (so neither the ``[tokens, vocab]`` logits of
 the masked positions nor a full ``[trained, vocab]`` tensor exists at once; the vocabulary is 49k).
 
 Why our own forward rather than TRL's ``add_fused_lm_head`` (which ``SFTTrainer`` installs): TRL projects
@@ -28,6 +29,8 @@ import torch
 from torch.distributed.tensor import DTensor
 from trl.kernels import ChunkedLogProbFunction
 from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+from score_distill.training.tiled_logprob import TiledLogProb
 
 IGNORE_INDEX = -100
 # Vocabulary columns per LM-head tile: 8192 x 4096 tokens x 4 bytes = 128 MiB of scratch, not 512 (TRL's 32768).
@@ -96,12 +99,13 @@ def _backbone_hidden(model: Any, input_ids: torch.Tensor, attention_mask: torch.
         for group in _length_groups(segs):
             width = max(segs[i][1] - segs[i][0] for i in group)
             ids = input_ids.new_zeros((len(group), width))
-            attn = input_ids.new_zeros((len(group), width))
             for row, i in enumerate(group):
                 s, e = segs[i]
                 ids[row, : e - s] = input_ids[0, s:e]
-                attn[row, : e - s] = 1
-            h = backbone(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+            # No padding mask: the pads are on the right, so under the causal mask no real position attends to
+            # one, and without a mask SDPA runs with is_causal=True, which skips the blocks above the diagonal
+            # (with a mask it computes every block: a third of a step's attention time, measured on CPU).
+            h = backbone(input_ids=ids, attention_mask=None, use_cache=False).last_hidden_state
             for row, i in enumerate(group):
                 hidden[i] = h[row, : segs[i][1] - segs[i][0]]
         return torch.cat([hidden[i] for i in range(len(segs))], dim=0)[None]
@@ -127,10 +131,14 @@ def _trained_logprobs(model: Any, input_ids: torch.Tensor, labels: torch.Tensor,
     h = hidden[mask].to(weight.device)
     outputs = ("log_probs", "is_top1") if with_top1 else ("log_probs",)
     cfg = model.config.get_text_config()
+    softcap = getattr(cfg, "final_logit_softcapping", None)
     with maybe_gather_lm_head_ctx(weight, bias):  # DeepSpeed ZeRO-3: gather the head for this direct use
-        logp, _, _, _, top1 = ChunkedLogProbFunction.apply(
-            h, weight, bias, target[mask].to(weight.device), 1.0, VOCAB_CHUNK,
-            getattr(cfg, "final_logit_softcapping", None), 1.0, outputs)
+        if weight.device.type == "cpu" and softcap is None:  # no Triton: see tiled_logprob for why not TRL's
+            logp, top1 = TiledLogProb.apply(h, weight, bias, target[mask].to(weight.device), VOCAB_CHUNK)
+            top1 = top1 if with_top1 else None
+        else:
+            logp, _, _, _, top1 = ChunkedLogProbFunction.apply(
+                h, weight, bias, target[mask].to(weight.device), 1.0, VOCAB_CHUNK, softcap, 1.0, outputs)
     return TrainedLogProbs(log_probs=logp, label_mask=mask, is_top1=top1)
 
 

@@ -1,0 +1,134 @@
+"""Speculative decoding by prompt lookup in the rollout engine: the same tokens as plain decoding when greedy
+(hence as ``generate``), the same distribution when sampling, per-row seeds still independent of the batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_engine import QUESTIONS, policy, prompts, reference  # noqa: F401 (policy is a fixture)
+
+from score_distill.agent import format as fmt
+from score_distill.engine import Continue, Request, RolloutEngine
+from score_distill.engine.sampling import Sampler
+from score_distill.models.base import SamplingParams
+from score_distill.models.hf import _end_of_turn_ids
+
+
+def run(pol, reqs, params, rows, draft, stop=None, on_turns=None, shared_attention=True, mixed_steps=True):
+    engine = RolloutEngine(pol.model, pol.tokenizer, params, max_rows=rows,
+                           eos_ids=_end_of_turn_ids(pol.tokenizer, pol.model), stop=stop,
+                           shared_attention=shared_attention, mixed_steps=mixed_steps, draft_tokens=draft)
+    got = {}
+
+    def default(turns):
+        for t in turns:
+            got[t.tag] = t
+        return [None] * len(turns)
+
+    engine.run(reqs, on_turns or default)
+    return got, engine
+
+
+@pytest.mark.parametrize("penalty,shared", [(1.0, True), (1.3, True), (1.0, False)])
+def test_greedy_with_drafts_equals_generate(policy, penalty, shared):  # noqa: F811
+    params = SamplingParams(temperature=0.0, repetition_penalty=penalty, max_new_tokens=40)
+    ids = prompts(policy)
+    got, engine = run(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=4,
+                      shared_attention=shared)
+    assert engine.stats["verify_steps"] > 0
+    if penalty == 1.0:  # this random model repeats itself: drafts are kept and steps saved (the penalty breaks loops)
+        assert engine.stats["accepted_tokens"] > 0
+        assert engine.stats["decode_steps"] < max(len(t.ids) for t in got.values())
+    for i, p in enumerate(ids):
+        assert got[i].ids == reference(policy, p, params), i
+        assert len(got[i].logprobs) == len(got[i].ids)
+    plain, _ = run(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=0,
+                   shared_attention=shared)
+    for i in range(len(ids)):
+        assert got[i].logprobs == pytest.approx(plain[i].logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_drafts_across_turns_stops_and_limits(policy, attention):  # noqa: F811
+    """Multi-turn episodes (appended observations, rows joining and leaving), stop strings and turn limits that
+    cut drafts short: every turn equals generate on its whole context."""
+    own = policy.model.config._attn_implementation
+    policy.model.config._attn_implementation = attention
+    glue = policy.chat_glue()
+    ids = prompts(policy)
+    stop = fmt.STOP_STRINGS
+    try:
+        turns: dict[int, list] = {i: [] for i in range(len(ids))}
+
+        def on_turns(done):
+            out = []
+            for t in done:
+                turns[t.tag].append(t)
+                k = len(turns[t.tag])
+                out.append(None if k == 3 else Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {k}"),
+                                                        5 + 7 * k))
+            return out
+
+        params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
+        _, engine = run(policy, [Request(p, 9 + 3 * i, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=3,
+                        stop=stop, on_turns=on_turns)
+        assert engine.stats["accepted_tokens"] > 0
+        for i in range(len(ids)):
+            for t in turns[i]:
+                want = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=len(t.ids))
+                ref = reference(policy, t.context, want, stop=stop)
+                assert t.ids == ref, (i, t.finish)
+    finally:
+        policy.model.config._attn_implementation = own
+
+
+@pytest.mark.parametrize("top_k", [0, 20])
+def test_a_drafting_episode_samples_the_same_alone_or_in_a_batch(policy, top_k):  # noqa: F811
+    params = SamplingParams(temperature=1.0, top_k=top_k, top_p=0.95, repetition_penalty=1.1, max_new_tokens=24)
+    ids = prompts(policy)
+    alone, _ = run(policy, [Request(ids[2], 24, torch.Generator().manual_seed(7), tag="x")], params, rows=1, draft=4)
+    reqs = [Request(p, 24, torch.Generator().manual_seed(i), tag=i) for i, p in enumerate(ids)]
+    reqs.insert(1, Request(ids[2], 24, torch.Generator().manual_seed(7), tag="x"))
+    together, engine = run(policy, reqs, params, rows=5, draft=4)
+    assert alone["x"].ids == together["x"].ids
+    assert engine.stats["verify_steps"] > 0
+
+
+@pytest.mark.parametrize("top_k,draft", [(0, 3), (20, 3), (20, 45)])
+def test_drafted_sampling_keeps_the_distribution(top_k, draft):
+    """Accept-or-resample against a fixed draft gives each token exactly its processed probability: the draft's
+    own (3: likely), or none at all for a draft outside the top k (45)."""
+    vocab, n = 50, 40000
+    params = SamplingParams(temperature=0.8, top_k=top_k, top_p=0.9, repetition_penalty=1.0)
+    logits = torch.linspace(2.0, -3.0, vocab)[torch.randperm(vocab, generator=torch.Generator().manual_seed(1))]
+    draft = int(logits.argsort(descending=True)[draft])
+    sampler = Sampler(params, n, vocab, torch.device("cpu"))
+    batch = logits.repeat(n, 1)
+    tokens, _, kept = sampler.choose_drafted(batch, list(range(n)), [None] * n, [draft] * n)
+    plain, _ = sampler.choose(batch, list(range(n)), [None] * n)
+    got = torch.bincount(torch.tensor(tokens), minlength=vocab).float() / n
+    want = torch.bincount(torch.tensor(plain), minlength=vocab).float() / n
+    assert (got - want).abs().max() < 0.015
+    assert abs(sum(kept) / n - float(want[draft])) < 0.015
+    assert sum(kept) == sum(t == draft for t in tokens)  # a rejected draft is never redrawn
+
+
+def test_draft_settings_are_checked(policy):  # noqa: F811
+    with pytest.raises(ValueError, match="draft_tokens"):
+        RolloutEngine(policy.model, policy.tokenizer, SamplingParams(), max_rows=1, eos_ids=[0], draft_tokens=-1)
+    assert QUESTIONS
+
+
+@pytest.mark.smollm
+def test_greedy_with_drafts_equals_generate_on_smollm2():
+    from score_distill.models.hf import TransformersPolicy
+
+    pol = TransformersPolicy("smollm2-135m")
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_new_tokens=48)
+    ids = [pol.chat_glue().prompt([{"role": "system", "content": fmt.system_prompt()},
+                                   {"role": "user", "content": q}]) for q in QUESTIONS[1:3]]
+    got, engine = run(pol, [Request(p, 48, tag=i) for i, p in enumerate(ids)], params, rows=2, draft=4,
+                      stop=fmt.STOP_STRINGS)
+    assert engine.stats["verify_steps"] > 0
+    for i, p in enumerate(ids):
+        assert got[i].ids == reference(pol, p, params, stop=fmt.STOP_STRINGS), i
