@@ -478,16 +478,8 @@ class RolloutEngine:
             for i, hit in zip(order, stopped):
                 r = rows[i]
                 tok, lp, kept = chosen[i]
-                r.gen.append(tok)
-                r.logprobs.append(lp)
-                r.pending = [tok]
+                self._append(r, tok, lp, hit)
                 self.stats["decoded_tokens"] += 1
-                if tok in self.eos:
-                    r.ended = "eos"
-                elif hit:
-                    r.ended = "stop"
-                elif len(r.gen) >= r.limit:
-                    r.ended = "length"
                 if kept:
                     self.stats["accepted_tokens"] += 1
                     if r.ended is None:  # its keys are in the cache already (this forward): go on with the next
@@ -592,15 +584,19 @@ class RolloutEngine:
         self.stats["sample_s"] += time.perf_counter() - t0
         stopped = self._stop_strings(live, tokens)
         for r, tok, lp, hit in zip(live, tokens, logprobs, stopped):
-            r.gen.append(tok)
-            r.logprobs.append(lp)
-            r.pending = [tok]
-            if tok in self.eos:
-                r.ended = "eos"
-            elif hit:
-                r.ended = "stop"
-            elif len(r.gen) >= r.limit:
-                r.ended = "length"
+            self._append(r, tok, lp, hit)
+
+    def _append(self, r: _Row, tok: int, lp: float, stop_hit: bool) -> None:
+        """A chosen token joins the row's turn (and waits in ``pending`` to be fed); the turn may end with it."""
+        r.gen.append(tok)
+        r.logprobs.append(lp)
+        r.pending = [tok]
+        if tok in self.eos:
+            r.ended = "eos"
+        elif stop_hit:
+            r.ended = "stop"
+        elif len(r.gen) >= r.limit:
+            r.ended = "length"
 
     def _stop_strings(self, live: list[_Row], tokens: list[int]) -> list[bool]:
         if self.stop is None:
