@@ -53,10 +53,11 @@ def reference(policy, ids, params, seed=None, stop=None):
     return out[0, len(ids):].tolist()
 
 
-def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True, mixed_steps=True):
+def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True, mixed_steps=True,
+               draft=0):
     engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
                            eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop,
-                           shared_attention=shared_attention, mixed_steps=mixed_steps)
+                           shared_attention=shared_attention, mixed_steps=mixed_steps, draft_tokens=draft)
     got = {}
 
     def default(turns):

@@ -5,36 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine import QUESTIONS, policy, prompts, reference  # noqa: F401 (policy is a fixture)
+from test_engine import QUESTIONS, policy, prompts, reference, run_engine  # noqa: F401 (policy: a fixture)
 
 from score_distill.agent import format as fmt
 from score_distill.engine import Continue, Request, RolloutEngine
 from score_distill.engine.sampling import Sampler
 from score_distill.models.base import SamplingParams
-from score_distill.models.hf import _end_of_turn_ids
-
-
-def run(pol, reqs, params, rows, draft, stop=None, on_turns=None, shared_attention=True, mixed_steps=True):
-    engine = RolloutEngine(pol.model, pol.tokenizer, params, max_rows=rows,
-                           eos_ids=_end_of_turn_ids(pol.tokenizer, pol.model), stop=stop,
-                           shared_attention=shared_attention, mixed_steps=mixed_steps, draft_tokens=draft)
-    got = {}
-
-    def default(turns):
-        for t in turns:
-            got[t.tag] = t
-        return [None] * len(turns)
-
-    engine.run(reqs, on_turns or default)
-    return got, engine
 
 
 @pytest.mark.parametrize("penalty,shared", [(1.0, True), (1.3, True), (1.0, False)])
 def test_greedy_with_drafts_equals_generate(policy, penalty, shared):  # noqa: F811
     params = SamplingParams(temperature=0.0, repetition_penalty=penalty, max_new_tokens=40)
     ids = prompts(policy)
-    got, engine = run(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=4,
-                      shared_attention=shared)
+    got, engine = run_engine(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=4,
+                             shared_attention=shared)
     assert engine.stats["verify_steps"] > 0
     if penalty == 1.0:  # this random model repeats itself: drafts are kept and steps saved (the penalty breaks loops)
         assert engine.stats["accepted_tokens"] > 0
@@ -42,8 +26,8 @@ def test_greedy_with_drafts_equals_generate(policy, penalty, shared):  # noqa: F
     for i, p in enumerate(ids):
         assert got[i].ids == reference(policy, p, params), i
         assert len(got[i].logprobs) == len(got[i].ids)
-    plain, _ = run(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=0,
-                   shared_attention=shared)
+    plain, _ = run_engine(policy, [Request(p, 40, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=0,
+                          shared_attention=shared)
     for i in range(len(ids)):
         assert got[i].logprobs == pytest.approx(plain[i].logprobs, abs=1e-4)
 
@@ -70,8 +54,8 @@ def test_drafts_across_turns_stops_and_limits(policy, attention):  # noqa: F811
             return out
 
         params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
-        _, engine = run(policy, [Request(p, 9 + 3 * i, tag=i) for i, p in enumerate(ids)], params, rows=3, draft=3,
-                        stop=stop, on_turns=on_turns)
+        reqs = [Request(p, 9 + 3 * i, tag=i) for i, p in enumerate(ids)]
+        _, engine = run_engine(policy, reqs, params, rows=3, draft=3, stop=stop, on_turns=on_turns)
         assert engine.stats["accepted_tokens"] > 0
         for i in range(len(ids)):
             for t in turns[i]:
@@ -86,10 +70,11 @@ def test_drafts_across_turns_stops_and_limits(policy, attention):  # noqa: F811
 def test_a_drafting_episode_samples_the_same_alone_or_in_a_batch(policy, top_k):  # noqa: F811
     params = SamplingParams(temperature=1.0, top_k=top_k, top_p=0.95, repetition_penalty=1.1, max_new_tokens=24)
     ids = prompts(policy)
-    alone, _ = run(policy, [Request(ids[2], 24, torch.Generator().manual_seed(7), tag="x")], params, rows=1, draft=4)
+    first = Request(ids[2], 24, torch.Generator().manual_seed(7), tag="x")
+    alone, _ = run_engine(policy, [first], params, rows=1, draft=4)
     reqs = [Request(p, 24, torch.Generator().manual_seed(i), tag=i) for i, p in enumerate(ids)]
     reqs.insert(1, Request(ids[2], 24, torch.Generator().manual_seed(7), tag="x"))
-    together, engine = run(policy, reqs, params, rows=5, draft=4)
+    together, engine = run_engine(policy, reqs, params, rows=5, draft=4)
     assert alone["x"].ids == together["x"].ids
     assert engine.stats["verify_steps"] > 0
 
@@ -127,8 +112,8 @@ def test_greedy_with_drafts_equals_generate_on_smollm2():
     params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_new_tokens=48)
     ids = [pol.chat_glue().prompt([{"role": "system", "content": fmt.system_prompt()},
                                    {"role": "user", "content": q}]) for q in QUESTIONS[1:3]]
-    got, engine = run(pol, [Request(p, 48, tag=i) for i, p in enumerate(ids)], params, rows=2, draft=4,
-                      stop=fmt.STOP_STRINGS)
+    got, engine = run_engine(pol, [Request(p, 48, tag=i) for i, p in enumerate(ids)], params, rows=2, draft=4,
+                             stop=fmt.STOP_STRINGS)
     assert engine.stats["verify_steps"] > 0
     for i, p in enumerate(ids):
         assert got[i].ids == reference(pol, p, params, stop=fmt.STOP_STRINGS), i
