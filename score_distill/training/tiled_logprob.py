@@ -66,8 +66,9 @@ class TiledLogProb(torch.autograd.Function):
             argmax[t0:t1] = run_arg
         ctx.save_for_backward(hidden, weight, bias, targets, log_z)
         ctx.vocab_tile = vocab_tile
-        ctx.mark_non_differentiable(argmax)
-        return target_z - log_z, argmax == targets
+        top1 = argmax == targets
+        ctx.mark_non_differentiable(top1)
+        return target_z - log_z, top1
 
     @staticmethod
     def backward(ctx, grad_logp: torch.Tensor | None, _grad_top1):
