@@ -303,13 +303,15 @@ def test_the_same_model_object_is_used(policy):
 
 
 @pytest.mark.smollm
-def test_greedy_equals_generate_on_smollm2():
+@pytest.mark.parametrize("draft", [0, 4])  # 4: speculative decoding by prompt lookup (tests/test_engine_drafts.py)
+def test_greedy_equals_generate_on_smollm2(draft):
     pol = TransformersPolicy("smollm2-135m")
-    params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_new_tokens=24)
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_new_tokens=48)
     ids = [pol.chat_glue().prompt([{"role": "system", "content": fmt.system_prompt()},
                                    {"role": "user", "content": q}]) for q in QUESTIONS[1:3]]
-    got, _ = run_engine(pol, [Request(p, 24, tag=i) for i, p in enumerate(ids)], params, rows=2,
-                        stop=fmt.STOP_STRINGS)
+    got, engine = run_engine(pol, [Request(p, 48, tag=i) for i, p in enumerate(ids)], params, rows=2,
+                             stop=fmt.STOP_STRINGS, draft=draft)
+    assert (engine.stats["verify_steps"] > 0) == (draft > 0)
     for i, p in enumerate(ids):
         assert got[i].ids == reference(pol, p, params, stop=fmt.STOP_STRINGS), i
 
