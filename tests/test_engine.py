@@ -239,33 +239,38 @@ def _continued_turns(policy, mixed):
             assert t.ids == reference(policy, t.context, params), (i, k)
 
 
+def three_turns(policy, ids, limit, obs, **run_kw):
+    """Greedy three-turn episodes: turn k (0-based) of episode i is limited to ``limit(i, k)`` ids and followed by the
+    observation ``obs(i, k + 1)``. Returns every episode's turns and the engine."""
+    glue = policy.chat_glue()
+    turns: dict[int, list] = {i: [] for i in range(len(ids))}
+
+    def on_turns(done):
+        out = []
+        for t in done:
+            turns[t.tag].append(t)
+            k = len(turns[t.tag])
+            out.append(None if k == 3 else Continue(glue.after_turn(t.ids, obs(t.tag, k)), limit(t.tag, k)))
+        return out
+
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
+    _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=3,
+                           on_turns=on_turns, **run_kw)
+    return turns, engine
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_mixed_steps_feed_rows_beside_decoding_rows(policy, attention):
     """Turns of different lengths, so observations and joining prompts arrive while other rows decode: they are
     fed in those rows' steps, and every turn equals generate on its whole context and the turn the engine gives
     when each feed has a forward of its own (log-probabilities included)."""
-    glue = policy.chat_glue()
     ids = prompts(policy)
 
     def limit(i, k):
         return 3 + 4 * i + 2 * k
 
     def go(mixed):
-        turns: dict[int, list] = {i: [] for i in range(len(ids))}
-
-        def on_turns(done):
-            out = []
-            for t in done:
-                turns[t.tag].append(t)
-                k = len(turns[t.tag])
-                out.append(None if k == 3 else Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {k}" + " x" * k),
-                                                        limit(t.tag, k)))
-            return out
-
-        params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
-        _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=3,
-                               on_turns=on_turns, mixed_steps=mixed)
-        return turns, engine
+        return three_turns(policy, ids, limit, lambda i, k: f"Observation: {i} {k}" + " x" * k, mixed_steps=mixed)
 
     own = policy.model.config._attn_implementation
     policy.model.config._attn_implementation = attention

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine import QUESTIONS, policy, prompts, reference, run_engine  # noqa: F401 (policy: a fixture)
+from test_engine import QUESTIONS, policy, prompts, reference, run_engine, three_turns  # noqa: F401 (a fixture)
 
 from score_distill.agent import format as fmt
-from score_distill.engine import Continue, Request, RolloutEngine
+from score_distill.engine import Request, RolloutEngine
 from score_distill.engine.sampling import Sampler
 from score_distill.models.base import SamplingParams
 
@@ -38,24 +38,11 @@ def test_drafts_across_turns_stops_and_limits(policy, attention):  # noqa: F811
     cut drafts short: every turn equals generate on its whole context."""
     own = policy.model.config._attn_implementation
     policy.model.config._attn_implementation = attention
-    glue = policy.chat_glue()
     ids = prompts(policy)
     stop = fmt.STOP_STRINGS
     try:
-        turns: dict[int, list] = {i: [] for i in range(len(ids))}
-
-        def on_turns(done):
-            out = []
-            for t in done:
-                turns[t.tag].append(t)
-                k = len(turns[t.tag])
-                out.append(None if k == 3 else Continue(glue.after_turn(t.ids, f"Observation: {t.tag} {k}"),
-                                                        5 + 7 * k))
-            return out
-
-        params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
-        reqs = [Request(p, 9 + 3 * i, tag=i) for i, p in enumerate(ids)]
-        _, engine = run_engine(policy, reqs, params, rows=3, draft=3, stop=stop, on_turns=on_turns)
+        turns, engine = three_turns(policy, ids, lambda i, k: 5 + 7 * k if k else 9 + 3 * i,
+                                    lambda i, k: f"Observation: {i} {k}", draft=3, stop=stop)
         assert engine.stats["accepted_tokens"] > 0
         for i in range(len(ids)):
             for t in turns[i]:
