@@ -187,8 +187,13 @@ def test_processed_candidates_equal_generates_processors(temperature):
     """The sampler's candidates and their probabilities, with the penalty, temperature, top-k and top-p, equal
     what transformers' processors give over the whole vocabulary; greedy picks their argmax; the raw logits
     come back untouched and the log-probability is the raw model's."""
-    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                              TopKLogitsWarper, TopPLogitsWarper)
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     from score_distill.engine.sampling import Sampler
 

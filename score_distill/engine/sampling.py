@@ -1,10 +1,11 @@
 """Next-token choice for a batch of engine rows, as ``model.generate`` makes it, each row with its own RNG.
 
-The warpers are transformers' own (temperature, top-k, top-p, in ``generate``'s order and under its
-conditions), so the engine samples from exactly the distribution ``generate`` does. The repetition
-penalty is ``RepetitionPenaltyLogitsProcessor``'s rule applied through a per-row "seen" mask kept
-up to date as tokens enter the context, instead of gathering over every row's whole id list at each
-step (rows have different lengths; the mask costs nothing per step).
+The warpers are transformers' own (temperature, top-p; top-k as a selection of the k best), under ``generate``'s
+conditions, so the engine samples from exactly the distribution ``generate`` does; with top-k, temperature
+divides the k survivors only (dividing by a positive number keeps the order, so the same k survive). The
+repetition penalty is ``RepetitionPenaltyLogitsProcessor``'s rule applied to the entries of a per-row "seen" mask
+kept up to date as tokens enter the context, instead of gathering over every row's whole id list at each step
+(rows have different lengths; the mask costs nothing per step).
 
 Each row may carry its own ``torch.Generator``: a row's draws then depend only on its own seed, not
 on which other episodes share the batch (a resumed evaluation samples what an uninterrupted one did).
