@@ -405,3 +405,17 @@ def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_
     res = json.loads(out.read_text())
     assert res["rows"] == 2 and res["step_s"] > 0 and res["matmul_s"] > 0 and res["attention_s"] > 0
     assert res["mlp_product"]["gflops"] > 0
+
+
+def test_sampler_benchmark_times_a_step(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("sampler_step")
+    out = tmp_path / "s.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_step", "--rows", "3", "--vocab", "500", "--seen", "20",
+                                      "--steps", "4", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    assert res["rows"] == 3 and res["vocab"] == 500 and 0 < res["median_ms"] <= res["p90_ms"]
+    assert res["params"]["top_k"] == 20
