@@ -182,6 +182,53 @@ def test_top_k_draws_follow_generates_distribution():
     assert again == tokens  # a row's draw depends on its own seed only
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.6])
+def test_processed_candidates_equal_generates_processors(temperature):
+    """The sampler's candidates and their probabilities, with the penalty, temperature, top-k and top-p, equal
+    what transformers' processors give over the whole vocabulary; greedy picks their argmax; the raw logits
+    come back untouched and the log-probability is the raw model's."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from score_distill.engine.sampling import Sampler
+
+    vocab, n = 300, 6
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(n, vocab, generator=g) * 3
+    contexts = [torch.randint(0, vocab, (40 + 9 * i,), generator=g).tolist() for i in range(n)]
+    # a seen token is the best raw logit in some rows, so the penalty changes the top candidates
+    for i in range(0, n, 2):
+        logits[i, contexts[i][0]] = logits[i].max() + 0.05
+    params = SamplingParams(temperature=temperature, top_k=8, top_p=0.9, repetition_penalty=1.3)
+    sampler = Sampler(params, n + 2, vocab, torch.device("cpu"))
+    rows = [3, 5, 0, 7, 1, 2]  # the rows' slots, not in order
+    for slot, ids in zip(rows, contexts):
+        sampler.reset_row(slot, ids)
+    procs = [RepetitionPenaltyLogitsProcessor(1.3)]
+    if temperature:
+        procs += [TemperatureLogitsWarper(temperature), TopKLogitsWarper(8), TopPLogitsWarper(0.9)]
+    want = torch.cat([LogitsProcessorList(procs)(torch.tensor([ids]), logits[i : i + 1].clone())
+                      for i, ids in enumerate(contexts)])
+    raw = logits.clone()
+    lse, scores, idx, _ = sampler._processed(logits, rows)
+    assert torch.equal(logits, raw)
+    if temperature:
+        probs = torch.zeros(n, vocab).scatter_(1, idx, torch.softmax(scores, -1))
+        torch.testing.assert_close(probs, torch.softmax(want, -1), rtol=1e-5, atol=1e-6)
+    else:
+        assert idx[:, 0].tolist() == want.argmax(-1).tolist()
+    tokens, logprobs = sampler.choose(logits, rows, [torch.Generator().manual_seed(i) for i in range(n)])
+    assert torch.equal(logits, raw)
+    ref = torch.log_softmax(raw, -1).gather(1, torch.tensor(tokens)[:, None])[:, 0]
+    assert logprobs == pytest.approx(ref.tolist(), abs=1e-5)
+    assert all(sampler.seen[s, t] for s, t in zip(rows, tokens))
+
+
 def test_identical_prompts_prefill_once_and_fork(policy):
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
     p = prompts(policy)[3]
@@ -358,3 +405,17 @@ def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_
     res = json.loads(out.read_text())
     assert res["rows"] == 2 and res["step_s"] > 0 and res["matmul_s"] > 0 and res["attention_s"] > 0
     assert res["mlp_product"]["gflops"] > 0
+
+
+def test_sampler_benchmark_times_a_step(tmp_path, monkeypatch, benchmark_script):
+    import json
+    import sys
+
+    bench = benchmark_script("sampler_step")
+    out = tmp_path / "s.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_step", "--rows", "3", "--vocab", "500", "--seen", "20",
+                                      "--steps", "4", "--json", str(out)])
+    bench.main()
+    res = json.loads(out.read_text())
+    assert res["rows"] == 3 and res["vocab"] == 500 and 0 < res["median_ms"] <= res["p90_ms"]
+    assert res["params"]["top_k"] == 20
