@@ -159,7 +159,8 @@ class RolloutEngine:
                       "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
                       "mixed_steps": 0, "mixed_rows_fed": 0,
                       "verify_steps": 0, "drafted_tokens": 0, "accepted_tokens": 0,
-                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache, the caller's turns
+                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache,
+                      # the caller's turns (running their tools)
                       "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0,
                       "turns_s": 0.0}
 
