@@ -229,6 +229,24 @@ def test_processed_candidates_equal_generates_processors(temperature):
     assert all(sampler.seen[s, t] for s, t in zip(rows, tokens))
 
 
+def test_the_callers_turn_time_is_counted_apart(policy):
+    """A caller that takes its time over the ended turns (a slow tool) shows as ``turns_s``, not as forwards."""
+    import time
+
+    params = SamplingParams(temperature=0.0, max_new_tokens=4)
+    calls = []
+
+    def slow(turns):
+        calls.append(len(turns))
+        time.sleep(0.3)
+        return [None] * len(turns)
+
+    _, engine = run_engine(policy, [Request(p, 4, tag=i) for i, p in enumerate(prompts(policy)[:2])], params,
+                           rows=2, on_turns=slow)
+    assert calls and engine.stats["turns_s"] >= 0.3 * len(calls)
+    assert engine.stats["decode_s"] + engine.stats["mixed_s"] + engine.stats["prefill_s"] < engine.stats["turns_s"]
+
+
 def test_identical_prompts_prefill_once_and_fork(policy):
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
     p = prompts(policy)[3]

@@ -159,8 +159,10 @@ class RolloutEngine:
                       "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
                       "mixed_steps": 0, "mixed_rows_fed": 0,
                       "verify_steps": 0, "drafted_tokens": 0, "accepted_tokens": 0,
-                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache
-                      "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0}
+                      # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache,
+                      # the caller's turns (running their tools)
+                      "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0,
+                      "turns_s": 0.0}
 
     # -- public ---------------------------------------------------------------------------------
     def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
@@ -267,6 +269,8 @@ class RolloutEngine:
             context = (r.ctx + r.pending)[: r.turn_start]
             turns.append(Turn(r.tag, r.gen, r.logprobs, r.ended, context, now - r.t0))
         answers = on_turns(turns)
+        # The caller's time (running the turns' tools): no row decodes meanwhile, so a slow tool stalls them all.
+        self.stats["turns_s"] += time.perf_counter() - now
         if len(answers) != len(turns):
             raise RuntimeError(f"on_turns answered {len(answers)} of {len(turns)} turns")
         done = set()
