@@ -395,16 +395,20 @@ def test_a_full_context_ends_the_turn_instead_of_overrunning(policy):
     assert got["near"].finish in ("length", "eos") and len(got["near"].ids) <= 2
 
 
-def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_script):
+def _benchmark(benchmark_script, monkeypatch, tmp_path, name: str, *args: str) -> dict:
+    """Run ``benchmarks/<name>.py`` with ``args`` and ``--json``; its record."""
     import json
     import sys
 
-    bench = benchmark_script("rollout_throughput")
-    out = tmp_path / "r.json"
-    monkeypatch.setattr(sys, "argv", ["rollout_throughput", "--model", "tiny", "--batch", "3", "--episodes", "5",
-                                      "--max-new-tokens", "8", "--max-steps", "2", "--json", str(out)])
-    bench.main()
-    res = json.loads(out.read_text())
+    out = tmp_path / f"{name}.json"
+    monkeypatch.setattr(sys, "argv", [name, *args, "--json", str(out)])
+    benchmark_script(name).main()
+    return json.loads(out.read_text())
+
+
+def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_script):
+    res = _benchmark(benchmark_script, monkeypatch, tmp_path, "rollout_throughput", "--model", "tiny", "--batch",
+                     "3", "--episodes", "5", "--max-new-tokens", "8", "--max-steps", "2")
     for key in ("raw_tok_s", "agent_tok_s", "reencode_tok_s", "matmul_gflops", "live_batch", "peak_rss_mb"):
         assert res[key] > 0, key
     assert res["live_batch"] == 3 and res["episodes"] == 5  # more episodes than rows: they queue and join
@@ -412,28 +416,14 @@ def test_rollout_benchmark_writes_its_figures(tmp_path, monkeypatch, benchmark_s
 
 
 def test_decode_step_benchmark_splits_the_step(tmp_path, monkeypatch, benchmark_script):
-    import json
-    import sys
-
-    bench = benchmark_script("decode_step")
-    out = tmp_path / "d.json"
-    monkeypatch.setattr(sys, "argv", ["decode_step", "--model", "tiny", "--rows", "2", "--context", "16",
-                                      "--steps", "1", "--json", str(out)])
-    bench.main()
-    res = json.loads(out.read_text())
+    res = _benchmark(benchmark_script, monkeypatch, tmp_path, "decode_step", "--model", "tiny", "--rows", "2",
+                     "--context", "16", "--steps", "1")
     assert res["rows"] == 2 and res["step_s"] > 0 and res["matmul_s"] > 0 and res["attention_s"] > 0
     assert res["mlp_product"]["gflops"] > 0
 
 
 def test_sampler_benchmark_times_a_step(tmp_path, monkeypatch, benchmark_script):
-    import json
-    import sys
-
-    bench = benchmark_script("sampler_step")
-    out = tmp_path / "s.json"
-    monkeypatch.setattr(sys, "argv", ["sampler_step", "--rows", "3", "--vocab", "500", "--seen", "20",
-                                      "--steps", "4", "--json", str(out)])
-    bench.main()
-    res = json.loads(out.read_text())
+    res = _benchmark(benchmark_script, monkeypatch, tmp_path, "sampler_step", "--rows", "3", "--vocab", "500",
+                     "--seen", "20", "--steps", "4")
     assert res["rows"] == 3 and res["vocab"] == 500 and 0 < res["median_ms"] <= res["p90_ms"]
     assert res["params"]["top_k"] == 20
