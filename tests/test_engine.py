@@ -272,23 +272,11 @@ def _continued_turns(policy, mixed):
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
     ids = prompts(policy)[:3]
     glue = policy.chat_glue()
-    turns: dict[int, list] = {i: [] for i in range(len(ids))}
-
-    def on_turns(done):
-        answers = []
-        for t in done:
-            turns[t.tag].append(t)
-            if len(turns[t.tag]) == 3:
-                answers.append(None)
-            else:
-                answers.append(Continue(glue.after_turn(t.ids, obs(t.tag, len(turns[t.tag]))), 12))
-        return answers
 
     def obs(i, k):  # observations of different lengths: rows prefilled together are padded
         return f"Observation: {i} {k}" + " more" * (3 * i + k)
 
-    _, engine = run_engine(policy, [Request(p, 12, tag=i) for i, p in enumerate(ids)], params, rows=2,
-                           on_turns=on_turns, mixed_steps=mixed)
+    turns, engine = three_turns(policy, ids, lambda i, k: 12, obs, rows=2, mixed_steps=mixed)
     if mixed:  # observations and the joining prompt were fed beside a decoding row, in its step
         assert engine.stats["mixed_rows_fed"] >= 4
     else:
@@ -304,7 +292,7 @@ def _continued_turns(policy, mixed):
             assert t.ids == reference(policy, t.context, params), (i, k)
 
 
-def three_turns(policy, ids, limit, obs, **run_kw):
+def three_turns(policy, ids, limit, obs, rows=3, **run_kw):
     """Greedy three-turn episodes: turn k (0-based) of episode i is limited to ``limit(i, k)`` ids and followed by the
     observation ``obs(i, k + 1)``. Returns every episode's turns and the engine."""
     glue = policy.chat_glue()
@@ -319,7 +307,7 @@ def three_turns(policy, ids, limit, obs, **run_kw):
         return out
 
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=64)
-    _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=3,
+    _, engine = run_engine(policy, [Request(p, limit(i, 0), tag=i) for i, p in enumerate(ids)], params, rows=rows,
                            on_turns=on_turns, **run_kw)
     return turns, engine
 
