@@ -161,3 +161,49 @@ def test_agent_loop_with_smollm2_on_two_tasks(pool):
             assert s.tokens.sampled and s.completion_tokens == len(s.tokens.ids)
             text = policy.tokenizer.decode(s.tokens.ids, skip_special_tokens=True)
             assert text.strip().startswith((s.raw if s.raw is not None else s.render()).strip()[:20])
+
+
+@pytest.mark.smollm
+def test_a_slow_cell_parks_its_episode_while_the_others_decode(pool, monkeypatch):
+    """The first cell any episode runs waits 1.5 s behind a slow cell: its row is parked, the other episodes
+    decode on, and every trajectory is the one an undelayed run writes (greedy: same turns, ids, observations)."""
+    from score_distill.models.base import SamplingParams
+    from score_distill.models.hf import TransformersPolicy
+    from score_distill.tasks.registry import make_tasks
+
+    policy = TransformersPolicy("smollm2-135m", batch_size=3)
+    engines = []
+    make_engine = policy.rollout_engine
+
+    def spy(*args):
+        engines.append(make_engine(*args))
+        return engines[-1]
+
+    monkeypatch.setattr(policy, "rollout_engine", spy)
+    tasks = make_tasks("math", 3, 2, seed=0, split="eval")
+    cfg = AgentConfig(max_steps=3, max_new_tokens=64, sampling=SamplingParams(temperature=0.0))
+    now = run_episodes(policy, [EpisodeStart(t) for t in tasks], pool, cfg, progress=None)
+    assert engines[-1].stats["parked_turns"] == 0
+
+    delayed = []
+
+    def slow_submit(sb, code, recorded=None):
+        def run():  # a slow cell in that interpreter (it binds no name), then the step's own
+            sb.run("__import__('time').sleep(1.5)")
+            return sb.run(code, recorded)
+
+        if not delayed:
+            delayed.append(code)
+            return pool._executor.submit(run)
+        return submit(sb, code, recorded)
+
+    submit = pool.submit
+    monkeypatch.setattr(pool, "submit", slow_submit)
+    later = run_episodes(policy, [EpisodeStart(t) for t in tasks], pool, cfg, progress=None)
+    stats = engines[-1].stats
+    assert delayed and stats["parked_turns"] >= 1
+    assert stats["parked_row_steps"] >= 1  # other rows took steps while it waited
+    for a, b in zip(later, now):
+        assert [s.tokens.ids for s in a.steps] == [s.tokens.ids for s in b.steps]
+        assert [s.tokens.after for s in a.steps] == [s.tokens.after for s in b.steps]
+        assert [s.observation for s in a.steps] == [s.observation for s in b.steps]

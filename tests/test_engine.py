@@ -54,7 +54,7 @@ def reference(policy, ids, params, seed=None, stop=None):
 
 
 def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_attention=True, mixed_steps=True,
-               draft=0):
+               draft=0, poll=None):
     engine = RolloutEngine(policy.model, policy.tokenizer, params, max_rows=rows,
                            eos_ids=_end_of_turn_ids(policy.tokenizer, policy.model), stop=stop,
                            shared_attention=shared_attention, mixed_steps=mixed_steps, draft_tokens=draft)
@@ -65,7 +65,7 @@ def run_engine(policy, reqs, params, rows, stop=None, on_turns=None, shared_atte
             got[t.tag] = t
         return [None] * len(turns)
 
-    engine.run(reqs, on_turns or default)
+    engine.run(reqs, on_turns or default, poll=poll)
     return got, engine
 
 

@@ -34,12 +34,12 @@ class Recorder:
         engine = self.policy.rollout_engine(params, stop, rows)
         run = engine.run
 
-        def recording_run(requests, on_turns):
+        def recording_run(requests, on_turns, poll=None):
             def spy(turns):
                 self.turns.extend(turns)
                 return on_turns(turns)
 
-            return run(requests, spy)
+            return run(requests, spy, poll)
 
         engine.run = recording_run
         return engine

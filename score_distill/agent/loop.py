@@ -6,7 +6,9 @@ Two drivers behind one call, :func:`run_episodes`:
   :class:`~score_distill.engine.RolloutEngine`: every episode keeps its KV cache across turns, a turn
   appends only the observation's ids, and an episode whose turn ends is executed and continues (or
   leaves, letting a waiting one in) without waiting for the others. Token in, token out: each step
-  records the ids of its turn as the context held them (``Step.tokens``), which RL trains on;
+  records the ids of its turn as the context held them (``Step.tokens``), which RL trains on. An action
+  whose code is still running after ``TOOL_WAIT_S`` leaves its row parked: the other episodes decode on
+  and it continues once its observation is in, so one slow program does not stall every row;
 * any other policy (an OpenAI-compatible server, a scripted test policy) gets one ``generate`` call
   per round for all live episodes, the chats built from the turns as the model wrote them.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -156,17 +159,28 @@ def apply_exec_result(step: Step, result: Any) -> Step:
     return step
 
 
+def _runnable(st: Step) -> bool:
+    """An action with code; plans need no run, and a code-less action gets ``NO_CODE_OBSERVATION``."""
+    if st.kind == "action" and not st.code.strip():
+        st.observation = NO_CODE_OBSERVATION
+    return st.kind == "action" and bool(st.code.strip())
+
+
 def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
     """Run each action step's code in its sandbox (concurrently); plans and code-less steps need no run."""
-    runnable = [(sb, st) for sb, st in jobs if st.kind == "action" and st.code.strip()]
-    for _, st in jobs:
-        if st.kind == "action" and not st.code.strip():
-            st.observation = NO_CODE_OBSERVATION
+    runnable = [(sb, st) for sb, st in jobs if _runnable(st)]
     if not runnable:
         return
     results = pool.run_batch([(sb, st.code, None) for sb, st in runnable])
     for (_, st), r in zip(runnable, results):
         apply_exec_result(st, r)
+
+
+# How long the engine's rows wait for the code of the turns that ended together before the unfinished ones are
+# parked. Most cells take milliseconds: answering them at once saves their rows a step; a cell that loops to the
+# sandbox's time limit no longer holds every row for it (docs/figures/perf/sandbox_stalls.json).
+TOOL_WAIT_S = 0.05
+_POLL_WAIT_S = 0.1  # every row parked: how long one blocking poll waits before the engine looks for new episodes
 
 
 def _admit(pool: Any, st: EpisodeStart, tools_for: ToolsFor, max_steps: int,
@@ -330,10 +344,20 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
     """Every episode on the policy's rollout engine: ids in, ids out, no re-encoding (module docstring)."""
     import torch  # lazy: `score-distill --help` imports this module (AgentConfig); endpoint runs never need torch
 
-    from score_distill.engine import WAIT, Continue, Request
+    from score_distill.engine import LATER, WAIT, Continue, Request
 
     glue = policy.chat_glue()
     live: dict[int, _Live] = {}
+    running: dict[int, Future] = {}  # parked episodes: the run of their last step's code
+    threads = torch.get_num_threads()
+
+    def share_cores() -> None:
+        """While cells run beside the forwards, the forwards leave them a core each (at least one for the
+        forwards): a runaway program and torch's threads on the same core slow both, and the threads of one op
+        wait for the slowest (measured: docs/benchmarks.md). On a GPU machine these threads only feed the GPU."""
+        want = max(1, threads - len(running))
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
     sample = cfg.sampling.temperature > 0
 
     def context_of(ep: _Live) -> list[int]:
@@ -382,8 +406,19 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
             live[idx] = ep
             yield Request(context_of(ep), _turn_limit(ep, cfg), gen, tag=idx)
 
+    def answer(tag: int) -> Any:
+        """The episode's next turn (its last step's observation appended), or None when it is over."""
+        ep = live[tag]
+        if ep.done or _episode_over(ep, cfg):
+            finish(tag, ep)
+            del live[tag]
+            return None
+        last = ep.steps[-1]
+        last.tokens.after = glue.after_turn(last.tokens.ids, last.render_observation())
+        return Continue(last.tokens.after, _turn_limit(ep, cfg))
+
     def on_turns(turns: list[Any]) -> list[Any]:
-        jobs: list[tuple[Any, Step]] = []
+        started: dict[int, Future] = {}
         for t in turns:
             ep = live[t.tag]
             if t.finish == "context":
@@ -393,22 +428,37 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
                                    stop=stop)
             ep.steps.append(step)
             ep.tokens += len(t.ids)
-            jobs.append((ep.sandbox, step))
-        execute_steps(pool, jobs)
+            if _runnable(step):
+                started[t.tag] = pool.submit(ep.sandbox, step.code)
+        if started:
+            wait(started.values(), timeout=TOOL_WAIT_S)
         answers: list[Any] = []
         for t in turns:
-            ep = live[t.tag]
-            if ep.done or _episode_over(ep, cfg):
-                finish(t.tag, ep)
-                del live[t.tag]
-                answers.append(None)
+            f = started.get(t.tag)
+            if f is not None and not f.done():
+                running[t.tag] = f
+                answers.append(LATER)
                 continue
-            last = ep.steps[-1]
-            last.tokens.after = glue.after_turn(last.tokens.ids, last.render_observation())
-            answers.append(Continue(last.tokens.after, _turn_limit(ep, cfg)))
+            if f is not None:
+                apply_exec_result(live[t.tag].steps[-1], f.result())
+            answers.append(answer(t.tag))
+        share_cores()
         return answers
 
-    engine.run(requests(), on_turns)
+    def poll(block: bool) -> list[tuple[int, Any]]:
+        if block and running:
+            wait(running.values(), timeout=_POLL_WAIT_S, return_when=FIRST_COMPLETED)
+        ready = []
+        for tag in [tag for tag, f in running.items() if f.done()]:
+            apply_exec_result(live[tag].steps[-1], running.pop(tag).result())
+            ready.append((tag, answer(tag)))
+        share_cores()
+        return ready
+
+    try:
+        engine.run(requests(), on_turns, poll)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _step_from_turn(tokenizer: Any, t: Any, *, is_first: bool, origin: Origin, space: str, stop: list[str]) -> Step:

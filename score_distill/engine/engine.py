@@ -10,7 +10,9 @@ live row (the G rollouts of one RL item, the system prompt and question every ep
 copies that row's cache for the common prefix instead of computing it again, and such rows (a *family*)
 attend to one copy of it at each decode step (:mod:`score_distill.engine.cascade`). Ids appended while
 other rows are decoding are fed in the same forward as those rows' next tokens (a *mixed* step), so the
-weights are read once for both.
+weights are read once for both. A caller whose answer to a turn is not ready (its tools still run) answers
+:data:`LATER`: that row is *parked* (it samples nothing; the others decode on) until ``poll`` gives the answer,
+so one slow program no longer stalls every row.
 
 It decodes with the model object it is given: a trainer's in-place updates are seen at the next
 step, with no weight sync.
@@ -92,6 +94,7 @@ class _Row:
     ended: str | None = None
     ngrams: dict = field(default_factory=dict)  # prompt lookup: n ids -> start of the ids after their last occurrence
     indexed: int = 0  # ids of ctx + pending already in ``ngrams``
+    parked: bool = False  # its turn ended and the caller's answer is not ready: it rides along, sampling nothing
 
 
 def engine_supported(model: Any) -> bool:
@@ -123,6 +126,9 @@ def _lcp(a: list[int], b: list[int]) -> int:
 # Yielded by a request iterator that has more requests but cannot start one now (e.g. the sandbox pool is
 # at its cap): the engine goes on with the rows it has and asks again after the next turns end.
 WAIT = object()
+# Answered by ``on_turns`` for a turn whose answer is not ready (its tools still run): the row is parked and
+# the answer comes later from ``poll``.
+LATER = object()
 
 
 class RolloutEngine:
@@ -159,16 +165,22 @@ class RolloutEngine:
                       "cascaded_steps": 0, "shared_prefix_reads_saved": 0,
                       "mixed_steps": 0, "mixed_rows_fed": 0,
                       "verify_steps": 0, "drafted_tokens": 0, "accepted_tokens": 0,
+                      "parked_turns": 0, "parked_row_steps": 0,
                       # where the time goes (seconds): forwards by kind, choosing tokens, growing the cache,
-                      # the caller's turns (running their tools)
+                      # the caller's turns and polls (running their tools, waiting with every row parked)
                       "prefill_s": 0.0, "decode_s": 0.0, "mixed_s": 0.0, "sample_s": 0.0, "grow_s": 0.0,
                       "turns_s": 0.0}
 
     # -- public ---------------------------------------------------------------------------------
-    def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Continue | None]]) -> None:
+    def run(self, requests: Iterable[Request], on_turns: Callable[[list[Turn]], list[Any]],
+            poll: Callable[[bool], list[tuple[Any, Continue | None]]] | None = None) -> None:
         """Run every request to its end. ``on_turns`` gets the turns that ended together (in row order)
-        and returns, for each, a :class:`Continue` or None (the episode is over)."""
+        and returns, for each, a :class:`Continue`, None (the episode is over) or :data:`LATER` (not ready:
+        the row is parked). ``poll(block)`` returns the ``(tag, answer)`` of parked turns whose answers are
+        ready; it is asked without blocking before each step while rows are parked, and with ``block`` when
+        every row is parked (it may then wait a little and return nothing: the engine asks again)."""
         it = iter(requests)
+        self.poll = poll
         self.cache = SlotCache(self.n_layers, self.max_rows)
         self.sampler = Sampler(self.params, self.max_rows, self.vocab, self.device)
         self.rows, self.families = [], {}
@@ -188,6 +200,8 @@ class RolloutEngine:
                             break
                         else:
                             self._admit(req)
+                    if any(r.parked for r in self.rows):
+                        self._resume(block=False)
                     # Rows to feed ride along with the decoding rows' next step; alone, they get their own forward.
                     mix = self.mixed_steps and any(self._decoding(r) for r in self.rows)
                     if not mix:
@@ -198,6 +212,9 @@ class RolloutEngine:
                     if not self.rows:
                         if exhausted:
                             break
+                        continue
+                    if not any(self._decoding(r) or self._unfed(r) for r in self.rows):  # all wait for tools
+                        self._resume(block=True)
                         continue
                     if mix and any(self._unfed(r) for r in self.rows):
                         self._mixed()
@@ -269,19 +286,44 @@ class RolloutEngine:
             context = (r.ctx + r.pending)[: r.turn_start]
             turns.append(Turn(r.tag, r.gen, r.logprobs, r.ended, context, now - r.t0))
         answers = on_turns(turns)
-        # The caller's time (running the turns' tools): no row decodes meanwhile, so a slow tool stalls them all.
+        # The caller's time (running the turns' tools): no row decodes meanwhile.
         self.stats["turns_s"] += time.perf_counter() - now
         if len(answers) != len(turns):
             raise RuntimeError(f"on_turns answered {len(answers)} of {len(turns)} turns")
+        self._answer(list(zip(idx, answers)))
+
+    def _resume(self, block: bool) -> None:
+        """The answers ``poll`` has for parked rows."""
+        if self.poll is None:
+            raise RuntimeError("on_turns answered LATER, but run() was given no poll")
+        t0 = time.perf_counter()
+        got = self.poll(block)
+        self.stats["turns_s"] += time.perf_counter() - t0
+        answers = []
+        for tag, ans in got:
+            i = next((i for i, r in enumerate(self.rows) if r.parked and r.tag == tag), None)
+            if i is None or ans is LATER:
+                raise RuntimeError(f"poll answered {tag!r}, which is not a parked turn, or answered it LATER")
+            answers.append((i, ans))
+        self._answer(answers)
+
+    def _answer(self, answers: list[tuple[int, Any]]) -> None:
         done = set()
-        for i, ans in zip(idx, answers):
+        for i, ans in answers:
             r = self.rows[i]
+            if ans is LATER:
+                if self.poll is None:
+                    raise RuntimeError("on_turns answered LATER, but run() was given no poll")
+                r.parked, r.ended = True, None
+                self.stats["parked_turns"] += 1
+                continue
+            r.parked = False
             if ans is None:
                 done.add(i)
                 continue
             if not ans.ids:
                 raise ValueError("Continue.ids must not be empty")
-            r.pending = r.pending + list(ans.ids)  # pending still holds the turn's last sampled token
+            r.pending = r.pending + list(ans.ids)  # the turn's last sampled token, unless a parked step fed it
             r.limit = ans.max_new_tokens
             self.sampler.mark(i, ans.ids)
             self._start_turn(i)
@@ -320,12 +362,35 @@ class RolloutEngine:
     @staticmethod
     def _decoding(r: _Row) -> bool:
         """A row in the middle of its turn: its last sampled token is its only pending id."""
-        return r.ended is None and bool(r.gen)
+        return r.ended is None and not r.parked and bool(r.gen)
 
     @staticmethod
     def _unfed(r: _Row) -> bool:
         """A row whose turn has begun but whose pending ids (a new context, or the appended ones) are not fed."""
-        return r.ended is None and not r.gen and bool(r.pending)
+        return r.ended is None and not r.parked and not r.gen and bool(r.pending)
+
+    def _feed(self, r: _Row) -> list[int]:
+        """What a row feeds in a step every row takes part in. A parked row feeds its turn's last token once
+        (it belongs to the context whatever the answer), then a pad at its next position: written where the
+        answer's first id will overwrite it, read by no other row, its logits dropped."""
+        if r.parked:
+            self.stats["parked_row_steps"] += 1
+            return r.pending or [self.pad_id]
+        return r.pending
+
+    def _took(self, rows: list[_Row]) -> None:
+        """After a step every row took part in: what each fed is in the cache."""
+        for r in rows:
+            r.ctx.extend(r.pending)
+            r.pending = []
+
+    def _take_unparked(self, logits: torch.Tensor) -> None:
+        """Choose the next token of every row but the parked ones (``logits``: one row each, rows 0..n-1)."""
+        live = [i for i, r in enumerate(self.rows) if not r.parked]
+        if len(live) == len(self.rows):
+            self._take(slice(0, len(live)), logits)
+        elif live:
+            self._take(live, logits[live])
 
     def _prefill_rows(self, todo: list[int]) -> None:
         rows = [self.rows[i] for i in todo]
@@ -382,7 +447,7 @@ class RolloutEngine:
         pos = torch.tensor(lens, device=self.device)
         mask = (torch.arange(kv_len, device=self.device)[None, :] <= pos[:, None]).view(b, 1, 1, kv_len)
         self.cache.prepare(slice(0, b), kv_len, positions=pos)
-        ids = torch.tensor([r.pending for r in rows], device=self.device)
+        ids = torch.tensor([self._feed(r) for r in rows], device=self.device)
         plan = self._cascade_plan(lens, kv_len) if self.shared_attention else None
         cascade.set_plan(plan)
         t0 = time.perf_counter()
@@ -391,12 +456,10 @@ class RolloutEngine:
         finally:
             cascade.set_plan(None)
         self.stats["decode_s"] += time.perf_counter() - t0
-        for r in rows:
-            r.ctx.append(r.pending[0])
-            r.pending = []
+        self._took(rows)
         self.stats["decode_steps"] += 1
-        self.stats["decoded_tokens"] += b
-        self._take(slice(0, b), logits)
+        self.stats["decoded_tokens"] += sum(not r.parked for r in rows)
+        self._take_unparked(logits)
 
     # -- speculative decoding by prompt lookup --------------------------------------------------
     def _drafts(self) -> list[list[int]]:
@@ -406,6 +469,9 @@ class RolloutEngine:
         batch of one; here every row keeps an index of its own context, updated as ids arrive (no rescans)."""
         out = []
         for r in self.rows:
+            if r.parked:
+                out.append([])
+                continue
             seq = r.ctx + r.pending
             n_max = self.draft_ngram
             for p in range(max(r.indexed, 1), len(seq)):
@@ -436,7 +502,7 @@ class RolloutEngine:
         lens = [len(r.ctx) for r in rows]
         kv_len = max(lens) + t
         pos = torch.tensor(lens, device=dev)[:, None] + torch.arange(t, device=dev)[None, :]
-        ids = torch.tensor([r.pending + d + [self.pad_id] * (t - 1 - len(d)) for r, d in zip(rows, drafts)],
+        ids = torch.tensor([self._feed(r) + d + [self.pad_id] * (t - 1 - len(d)) for r, d in zip(rows, drafts)],
                            device=dev)
         self.cache.prepare(slice(0, b), kv_len, positions=pos)
         hooked = self.shared_attention or self.mixed_steps
@@ -458,10 +524,8 @@ class RolloutEngine:
         self.stats["decode_steps"] += 1
         self.stats["verify_steps"] += 1
         self.stats["drafted_tokens"] += sum(len(d) for d in drafts)
-        for r in rows:
-            r.ctx.append(r.pending[0])
-            r.pending = []
-        active = list(range(b))
+        self._took(rows)
+        active = [i for i in range(b) if not rows[i].parked]
         t_start = time.perf_counter()
         for j in range(t):
             if not active:
@@ -503,15 +567,16 @@ class RolloutEngine:
         last: list[int] = []
         segments: list[tuple[int, int, int, int]] = []
         for i, r in enumerate(rows):
-            start, n = len(r.ctx), len(r.pending)
+            feed = self._feed(r)
+            start, n = len(r.ctx), len(feed)
             off = len(ids)
-            ids += r.pending
+            ids += feed
             positions += range(start, start + n)
             owner += [i] * n
             last.append(off + n - 1)
             if n > 1:
                 segments.append((i, start, off, n - 1))
-        lens = [len(r.ctx) + len(r.pending) - 1 for r in rows]  # each row's last position
+        lens = [len(r.ctx) + max(len(r.pending), 1) - 1 for r in rows]  # each row's last position
         kv_len = max(lens) + 1
         pos = torch.tensor(positions, device=dev)
         self.cache.prepare(slice(0, len(rows)), kv_len, packed=(torch.tensor(owner, device=dev), pos))
@@ -534,16 +599,14 @@ class RolloutEngine:
         finally:
             cascade.set_mixed(None)
         self.stats["mixed_s"] += time.perf_counter() - t0
-        fed = [r for r in rows if not r.gen]
+        fed = [r for r in rows if self._unfed(r)]
         self.stats["mixed_steps"] += 1
         self.stats["mixed_rows_fed"] += len(fed)
         self.stats["prefill_tokens"] += sum(len(r.pending) for r in fed)
         self.stats["decode_steps"] += 1
-        self.stats["decoded_tokens"] += len(rows) - len(fed)
-        for r in rows:
-            r.ctx.extend(r.pending)
-            r.pending = []
-        self._take(slice(0, len(rows)), out.logits[0].float())
+        self.stats["decoded_tokens"] += sum(self._decoding(r) for r in rows)
+        self._took(rows)
+        self._take_unparked(out.logits[0].float())
 
     def _additive(self, mask: torch.Tensor) -> torch.Tensor:
         dtype = self.model.dtype

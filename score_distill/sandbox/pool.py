@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from score_distill.sandbox import uids
 from score_distill.sandbox.capacity import host_capacity
@@ -209,9 +209,13 @@ class SandboxPool:
         self._refill_async()
         return sb
 
+    def submit(self, sb: Sandbox, code: str, recorded: Sequence[ToolCall] | None = None) -> Future[ExecResult]:
+        """Run one cell on the pool's workers; its result when the future is done."""
+        return self._executor.submit(sb.run, code, recorded)
+
     def run_batch(self, items: Sequence[tuple[Sandbox, str, Sequence[ToolCall] | None]]) -> list[ExecResult]:
         """Run cells of different sandboxes concurrently; results in input order."""
-        futures = [self._executor.submit(sb.run, code, recorded) for sb, code, recorded in items]
+        futures = [self.submit(sb, code, recorded) for sb, code, recorded in items]
         return [f.result() for f in futures]
 
     def close(self) -> None:
