@@ -39,6 +39,14 @@ def test_page_states_what_the_records_show():
     assert "- H=2: bc_baseline ahead of score_rl (score_rl - bc_baseline -16, [-21, -11] points, p = 5.1e-09)" in guide
     assert "bc_continued ahead of score_sft (score_sft - bc_continued -12, [-17, -6] points, p = 9.1e-06)" in guide
     assert "- H=2: score_rl vs score_sft, no difference detected (+1, [-3, +5] points, p = 0.85)" in guide
+    # The compute-matched H=4 comparison, one training seed so far: the guide says the interval covers tasks only.
+    h4 = page.split("## Study `study_cpu_v2_matched_h4_eval-s12000-n100`")[1].split("\n## ")[0]
+    assert "| 4 | score_sft vs bc_continued | task | 100 | 3 | 25 | 72 | 2.74e-05 | [-31, -13] points |" in h4
+    assert "| bc_continued | 4 | 1 | 100 | 89% | 81-94% | s0 89% | 95% |" in h4
+    assert ("`study_cpu_v2_matched_h4_eval-s12000-n100`: H=4; training seeds 0 at H=4; 100 distinct held-out tasks."
+            in guide)
+    assert "(one training seed: the interval covers the choice of tasks, not of training seed)" in guide
+    assert "- H=4: score_rl vs score_sft, no difference detected (+4, [-4, +12] points, p = 0.48)" in guide
     # A record with no SCoRe policy makes no claim about SCoRe's compute.
     sft1 = page.split("## Study `study_cpu_v2_bc_sft_seed1`")[1].split("\n## ")[0]
     assert "compute-matched" not in sft1
