@@ -178,7 +178,7 @@ def execute_steps(pool: Any, jobs: list[tuple[Any, Step]]) -> None:
 
 # How long the engine's rows wait for the code of the turns that ended together before the unfinished ones are
 # parked. Most cells take milliseconds: answering them at once saves their rows a step; a cell that loops to the
-# sandbox's time limit no longer holds every row for it (docs/figures/perf/sandbox_stalls.json).
+# sandbox's time limit no longer holds every row for it (docs/figures/perf/sandbox_stalls.json, parked_rows.json).
 TOOL_WAIT_S = 0.05
 _POLL_WAIT_S = 0.1  # every row parked: how long one blocking poll waits before the engine looks for new episodes
 
@@ -358,6 +358,7 @@ def _run_on_engine(policy: Any, engine: Any, queue: list[EpisodeStart], pool: An
         want = max(1, threads - len(running))
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
+
     sample = cfg.sampling.temperature > 0
 
     def context_of(ep: _Live) -> list[int]:
