@@ -19,7 +19,7 @@ def episodes(pol, params, hold, rows=3, **run_kw):
     ids = prompts(pol)[:3]
     turns: dict[int, list] = {i: [] for i in range(len(ids))}
     held: dict[int, list] = {}
-    polls = {"calls": 0, "blocking": 0, "decoding_while_held": 0}
+    polls = {"calls": 0, "blocking": 0}
 
     def limit(i, k):
         return 4 + 3 * i + 2 * k
