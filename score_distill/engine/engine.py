@@ -42,6 +42,7 @@ from score_distill.engine import cascade
 from score_distill.engine.kv import SlotCache
 from score_distill.engine.sampling import Sampler
 from score_distill.models.base import SamplingParams
+from score_distill.utils.malloc import release_free_memory
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 _MIN_FORK = 16  # ids a pending row must share beyond the best prefilled donor to be prefilled first
@@ -229,6 +230,9 @@ class RolloutEngine:
         finally:
             self.stats["grow_s"] += self.cache.grow_seconds
             self.cache = None  # free the keys/values
+            # ... and hand them back: after a trainer tuned the allocator (utils/malloc.py) a freed cache stays
+            # resident, and the next run's cache (another MPS chunk, the next RL update) grows beside it.
+            release_free_memory()
             if was_training:
                 model.train()
 

@@ -14,6 +14,7 @@ but see :mod:`score_distill.engine.engine` for why its manager does not fit.
 from __future__ import annotations
 
 import time
+import weakref
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
@@ -26,7 +27,9 @@ class SlotLayer(CacheLayerMixin):
 
     def __init__(self, owner: SlotCache):
         super().__init__()
-        self.owner = owner
+        # A proxy, not a reference: a cycle (cache -> layer -> cache) would keep gigabytes of keys/values alive
+        # after the engine drops its cache, until the garbage collector next ran.
+        self.owner = weakref.proxy(owner)
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         o = self.owner
