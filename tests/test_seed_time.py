@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from seed_time import parse_replace, seed_time  # noqa: E402
+from seed_time import parse_replace, plot, seed_time  # noqa: E402
 
 
 def _stage(run: Path, name: str, **info) -> None:
@@ -46,14 +46,18 @@ def test_sums_stages_rl_updates_and_eval(run: Path):
 
 
 def test_replace_keeps_the_reason_and_changes_the_total(run: Path):
-    out = seed_time(run, replace=parse_replace(["mps=874:the stage alone on a copy"]))
-    assert out["stages"]["mps"] == {"seconds": 874.0, "recorded_seconds": 500.0, "peak_rss_gb": 8.7,
-                                    "replaced_by": "the stage alone on a copy"}
+    out = seed_time(run, replace=parse_replace(["mps=874,15.5:the stage alone on a copy"]))
+    assert out["stages"]["mps"] == {"seconds": 874.0, "recorded_seconds": 500.0, "peak_rss_gb": 15.5,
+                                    "recorded_peak_rss_gb": 8.7, "replaced_by": "the stage alone on a copy"}
     assert out["total_seconds"] == round(0.1 + 800 + 874 + 230 + 100, 1)
+    assert out["peak_rss_gb"] == 15.5
+    without_peak = seed_time(run, replace=parse_replace(["mps=874:alone"]))["stages"]["mps"]
+    assert without_peak["peak_rss_gb"] is None and without_peak["recorded_peak_rss_gb"] == 8.7
 
 
 @pytest.mark.parametrize("bad, says", [(["mps=874"], "reason"), (["mps=fast:x"], "STAGE=SECONDS"),
-                                       (["nope=1:x"], "no stage named nope"), (["score_sft=1:x"], "did not run")])
+                                       (["mps=1,big:x"], "PEAK_GB"), (["nope=1:x"], "no stage named nope"),
+                                       (["score_sft=1:x"], "did not run")])
 def test_bad_replace_names_the_problem(run: Path, bad, says):
     with pytest.raises(SystemExit, match=says):
         seed_time(run, replace=parse_replace(bad))
@@ -63,3 +67,9 @@ def test_missing_evaluation_is_named(run: Path):
     (run / "eval" / "eval_seconds.json").unlink()
     with pytest.raises(SystemExit, match="eval_seconds.json: missing"):
         seed_time(run)
+
+
+def test_plot_writes_a_png(run: Path, tmp_path: Path):
+    png = tmp_path / "seed.png"
+    plot(seed_time(run, replace=parse_replace(["mps=874:alone"])), png, 3.0)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
