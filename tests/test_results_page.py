@@ -112,3 +112,13 @@ def test_unknown_record_is_refused_by_name(tmp_path):
     p.write_text("{}")
     with pytest.raises(ValueError, match=r"notes\.json: not a study"):
         results.render([p])
+
+
+def test_finding_needs_both_the_interval_and_the_test():
+    # 10 tasks: a percentile bootstrap interval can exclude zero where the sign test does not reject
+    c = {"a": "score_rl", "b": "bc_continued", "horizon": 8, "p_value": 0.125, "diff_mean": 0.5,
+         "diff_ci95": [0.1, 0.9]}
+    assert results._finding(c) == ("H=8: score_rl vs bc_continued, not established: the interval excludes zero, "
+                                   "the sign test does not reject (+50, [+10, +90] points, p = 0.12)")
+    assert results._finding({**c, "p_value": 0.01}).startswith("H=8: score_rl ahead of bc_continued (")
+    assert "no difference detected" in results._finding({**c, "diff_ci95": [-0.1, 0.9], "p_value": 0.5})

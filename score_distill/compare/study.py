@@ -468,7 +468,8 @@ def print_report(agg: dict[str, Any], runs: list[dict[str, Any]]) -> None:
         runs_s = f"{v['ratio_runs']} run{'s' if v['ratio_runs'] > 1 else ''}"
         ratio = (f"MPS / BC {v['mps_over_bc']:.3f} ({runs_s} with both)"
                  if v.get("mps_over_bc") is not None else "no ratio: no run has both figures")
-        print(f"  H={h}: BC {v['bc_per_retained']}, MPS {v['mps_per_retained']}; {ratio}")
+        per = {k: "-" if v.get(k) is None else f"{v[k]:,.0f}" for k in ("bc_per_retained", "mps_per_retained")}
+        print(f"  H={h}: BC {per['bc_per_retained']}, MPS {per['mps_per_retained']}; {ratio}")
         if v.get("helped_over_bc") is not None:
             even = v.get("break_even_solved_alone")
             print(f"        the student solved {v['solved_alone']:.0%} of MPS tasks alone; a helped task cost "
