@@ -61,11 +61,11 @@ def seed_time(run: Path, eval_dir: str = EVAL, replace: Replaced | None = None) 
             row["updates"] = ups
             row["seconds"] = max(st["seconds"], round(ups["rollout_seconds"] + ups["update_seconds"], 1))
         stages[name] = row
+    if not stages:
+        raise SystemExit(f"{run}: no stage records (is it a run directory?)")
     times_p = run / eval_dir / "eval_seconds.json"
     if not times_p.exists():
         raise SystemExit(f"{times_p}: missing (the evaluation is not done)")
-    if not stages:
-        raise SystemExit(f"{run}: no stage records (is it a run directory?)")
     per_policy = {k: v for k, v in json.loads(times_p.read_text()).items() if v is not None}
     stage_p = run / eval_dir / "stage.json"  # the pipeline's own evaluation stage records its memory
     rss = json.loads(stage_p.read_text()).get("peak_rss_gb") if stage_p.exists() else None

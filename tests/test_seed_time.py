@@ -73,3 +73,8 @@ def test_plot_writes_a_png(run: Path, tmp_path: Path):
     png = tmp_path / "seed.png"
     plot(seed_time(run, replace=parse_replace(["mps=874:alone"])), png, 3.0)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_folder_without_stage_records_is_named(tmp_path: Path):
+    with pytest.raises(SystemExit, match="no stage records"):
+        seed_time(tmp_path)
