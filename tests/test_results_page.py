@@ -36,6 +36,7 @@ def test_page_states_what_the_records_show():
     guide = page.split("## ")[0]
     assert "`study_cpu_v2_matched_eval-s12000-n100`: H=2; training seeds 0, 1, 2 at H=2; 100 distinct held-out" in guide
     assert "the interval resamples tasks, so it covers the choice of tasks, not of training seed" in guide
+    assert "*not established* where the two disagree" in guide
     assert "- H=2: bc_baseline ahead of score_rl (score_rl - bc_baseline -16, [-21, -11] points, p = 5.1e-09)" in guide
     assert "bc_continued ahead of score_sft (score_sft - bc_continued -12, [-17, -6] points, p = 9.1e-06)" in guide
     assert "- H=2: score_rl vs score_sft, no difference detected (+1, [-3, +5] points, p = 0.85)" in guide

@@ -380,7 +380,9 @@ def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     if fair:
         out += ["The comparisons of SCoRe against behaviour cloning with compute-matched controls, tested over "
-                "distinct held-out tasks:", ""]
+                "distinct held-out tasks. A policy is *ahead* where the interval excludes zero and the sign test "
+                "rejects at 5%; *no difference detected* where the interval includes zero; *not established* "
+                "where the two disagree:", ""]
         for name, rec in fair:
             runs = sorted(rec["runs"], key=lambda r: (r["h"], r["seed"]))
             tasks = sorted({c["n_tasks"] for c in rec["comparisons"]})
