@@ -128,3 +128,5 @@ def test_finding_needs_both_the_interval_and_the_test():
                                    "the sign test does not reject (+50, [+10, +90] points, p = 0.12)")
     assert results._finding({**c, "p_value": 0.01}).startswith("H=8: score_rl ahead of bc_continued (")
     assert "no difference detected" in results._finding({**c, "diff_ci95": [-0.1, 0.9], "p_value": 0.5})
+    assert "not established: the sign test rejects, the interval includes zero" in results._finding(
+        {**c, "diff_ci95": [-0.01, 0.9], "p_value": 0.03})

@@ -360,15 +360,17 @@ def _fair(rec: dict[str, Any]) -> bool:
 
 def _finding(c: dict[str, Any]) -> str:
     """One comparison in words: who is ahead when the interval excludes zero and the test rejects at 5%; with
-    few tasks a bootstrap interval can exclude zero where the sign test does not reject: not established."""
+    few tasks the bootstrap interval and the sign test can disagree: not established."""
     lo, hi = c["diff_ci95"]
     d = 100 * c["diff_mean"]
     iv = f"[{100 * lo:+.0f}, {100 * hi:+.0f}] points, p = {c['p_value']:.2g}"
     a, b = c["a"], c["b"]
-    if (lo > 0 or hi < 0) and c["p_value"] >= 0.05:
-        return (f"H={c['horizon']}: {a} vs {b}, not established: the interval excludes zero, the sign test does "
-                f"not reject ({d:+.0f}, {iv})")
-    if lo > 0 or hi < 0:
+    excludes, rejects = lo > 0 or hi < 0, c["p_value"] < 0.05
+    if excludes != rejects:
+        why = ("the interval excludes zero, the sign test does not reject" if excludes else
+               "the sign test rejects, the interval includes zero")
+        return f"H={c['horizon']}: {a} vs {b}, not established: {why} ({d:+.0f}, {iv})"
+    if excludes:
         ahead, behind = (a, b) if lo > 0 else (b, a)
         return f"H={c['horizon']}: {ahead} ahead of {behind} ({a} - {b} {d:+.0f}, {iv})"
     return f"H={c['horizon']}: {a} vs {b}, no difference detected ({d:+.0f}, {iv})"
