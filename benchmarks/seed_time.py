@@ -139,9 +139,9 @@ def main() -> None:
     ap.add_argument("--target-hours", type=float, help="draw this time on the plot")
     a = ap.parse_args()
     out = {"what": "one run's time, stage by stage, from its stage records",
-           "command": shlex.join(["python", "benchmarks/seed_time.py", *sys.argv[1:]]), **seed_time(
-        a.run, a.eval_dir, parse_replace(a.replace)), "notes": a.note, "revision": git_revision(),
-        "machine": machine()}
+           "command": shlex.join(["python", "benchmarks/seed_time.py", *sys.argv[1:]]),
+           **seed_time(a.run, a.eval_dir, parse_replace(a.replace)),
+           "notes": a.note, "revision": git_revision(), "machine": machine()}
     for name, s in out["stages"].items():
         note = f"  ({s['replaced_by']})" if s.get("replaced_by") else ""
         rss = f"{s['peak_rss_gb']:5.1f} GB" if s.get("peak_rss_gb") else ""
