@@ -46,13 +46,15 @@ def test_page_states_what_the_records_show():
     assert "| bc_continued | 4 | 2 | 100 | 84% | 76-90% | s0 89%, s1 80% | 92% |" in h4
     assert ("`study_cpu_v2_matched_h4_eval-s12000-n100`: H=4; training seeds 0, 1 at H=4; 100 distinct held-out tasks."
             in guide)
-    assert "(one training seed: the interval covers the choice of tasks, not of training seed)" in guide
+    h4_guide = guide.split("`study_cpu_v2_matched_h4_eval-s12000-n100`: ")[1].split("\n")[0]
+    assert "(each task's success averaged over the training seeds; the interval resamples tasks" in h4_guide
     assert "- H=4: score_rl vs score_sft, no difference detected (+5, [-1, +11] points, p = 0.18)" in guide
     # H=8, one training seed, 100 tasks: no difference detected between SCoRe and BC with the same SFT steps.
     h8 = page.split("## Study `study_cpu_v2_matched_h8_eval-s12000-n100`")[1].split("\n## ")[0]
     assert "| 8 | score_sft vs bc_continued | task | 100 | 13 | 21 | 66 | 0.229 | [-19, +3] points |" in h8
     assert "| score_sft | 8 | 1 | 100 | 36% | 27-46% | s0 36% | 63% |" in h8
     assert "- H=8: score_sft vs bc_continued, no difference detected (-8, [-19, +3] points, p = 0.23)" in guide
+    assert "(one training seed: the interval covers the choice of tasks, not of training seed)" in guide
     # A record with no SCoRe policy makes no claim about SCoRe's compute.
     sft1 = page.split("## Study `study_cpu_v2_bc_sft_seed1`")[1].split("\n## ")[0]
     assert "compute-matched" not in sft1
