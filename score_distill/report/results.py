@@ -268,16 +268,6 @@ def _merged_note(runs: list[dict[str, Any]]) -> str:
                    "record of the same setup)." for src, v in by.items())
 
 
-def _seed_sets(runs: list[dict[str, Any]], h: int) -> dict[str, list[int]]:
-    """policy -> the training seeds at H whose run evaluated it."""
-    out: dict[str, list[int]] = {}
-    for r in sorted(runs, key=lambda r: r["seed"]):
-        if r["h"] == h:
-            for pol in r.get("results") or {}:
-                out.setdefault(pol, []).append(r["seed"])
-    return out
-
-
 def render_study(name: str, rec: dict[str, Any]) -> list[str]:
     runs = sorted(rec["runs"], key=lambda r: (r["h"], r["seed"]))
     setup = next((r["setup"] for r in runs if r.get("setup")), None) or {}
@@ -406,8 +396,8 @@ def _order(policy: str) -> int:
 def _fewer(runs: list[dict[str, Any]], h: int, seeds: list[int]) -> str:
     """The policies some training seeds at H did not train, so that no reader takes every row for every seed."""
     by: dict[tuple[int, ...], list[str]] = {}
-    for pol, have in _seed_sets(runs, h).items():
-        if have != seeds:
+    for pol in {p for r in runs if r["h"] == h for p in r.get("results") or {}}:
+        if (c := _cell(runs, pol, h)) and (have := sorted(c["seeds"])) != sorted(seeds):
             by.setdefault(tuple(have), []).append(pol)
     return "".join(f" (seed{'s' if len(k) > 1 else ''} {', '.join(map(str, k))} only for "
                    f"{', '.join(sorted(v, key=_order))})" for k, v in sorted(by.items()))
@@ -435,10 +425,9 @@ def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
                        if one else " (each task's success averaged over the training seeds; the interval resamples "
                        "tasks, so it covers the choice of tasks, not of training seed: the per-seed column below "
                        "shows how the seeds differ)") + ":", ""]
-            most = {h: len(v) for h, v in seeds.items()}
             # A pair some seeds did not train is compared over fewer seeds: said in the line, not left to the table.
             out += [f"- {_finding(c)[:-1]}; {c['runs']} training seed{'s' if c['runs'] > 1 else ''})"
-                    if c.get("runs", most[c["horizon"]]) < most[c["horizon"]] else f"- {_finding(c)}"
+                    if c.get("runs", len(seeds[c["horizon"]])) < len(seeds[c["horizon"]]) else f"- {_finding(c)}"
                     for c in rec["comparisons"]] + [""]
     if other:
         names = ", ".join(f"`{n}`" for n in other)
