@@ -42,15 +42,20 @@ def test_page_states_what_the_records_show():
     assert "- H=2: bc_baseline ahead of score_rl (score_rl - bc_baseline -16, [-21, -11] points, p = 5.1e-09)" in guide
     assert "bc_continued ahead of score_sft (score_sft - bc_continued -12, [-17, -6] points, p = 9.1e-06)" in guide
     assert "- H=2: score_rl vs score_sft, no difference detected (+1, [-3, +5] points, p = 0.85)" in guide
-    # The compute-matched H=4 comparison, training seeds 0 and 1: each seed's success is shown beside the mean.
+    # The compute-matched H=4 comparison, training seeds 0, 1 and 2 (the BC arms from scratch 0 and 1): each seed's
+    # success beside the mean, and every comparison over the seeds that trained both of its policies.
     h4 = page.split("## Study `study_cpu_v2_matched_h4_eval-s12000-n100`")[1].split("\n## ")[0]
-    assert "| 4 | score_sft vs bc_continued | task | 100 | 2 | 6 | 40 | 54 | 3.1e-07 | [-27, -14] points |" in h4
-    assert "| bc_continued | 4 | 2 | 100 | 84% | 76-90% | s0 89%, s1 80% | 92% |" in h4
-    assert ("`study_cpu_v2_matched_h4_eval-s12000-n100`: H=4; training seeds 0, 1 at H=4; 100 distinct held-out tasks."
+    assert "| 4 | score_sft vs bc_continued | task | 100 | 3 | 11 | 45 | 44 | 5.38e-06 | [-22, -10] points |" in h4
+    assert "| bc_continued | 4 | 3 | 100 | 80% | 71-86% | s0 89%, s1 80%, s2 70% | 89% |" in h4
+    assert ("`study_cpu_v2_matched_h4_eval-s12000-n100`: H=4; training seeds 0, 1, 2 at H=4 (seeds 0, 1 only for "
+            "student_init, bc_baseline, bc_equal_budget); 100 distinct held-out tasks." in guide)
+    assert "| 4 | score_rl vs bc_baseline | task | 100 | 2 | 5 | 34 | 61 | 2.43e-06 | [-24, -11] points |" in h4
+    assert "(score_rl - bc_baseline -18, [-24, -11] points, p = 2.4e-06; 2 training seeds)" in guide
+    assert ("- H=4: bc_continued ahead of score_rl (score_rl - bc_continued -11, [-18, -5] points, p = 0.0014)\n"
             in guide)
     h4_guide = guide.split("`study_cpu_v2_matched_h4_eval-s12000-n100`: ")[1].split("\n")[0]
     assert "(each task's success averaged over the training seeds; the interval resamples tasks" in h4_guide
-    assert "- H=4: score_rl vs score_sft, no difference detected (+5, [-1, +11] points, p = 0.18)" in guide
+    assert "- H=4: score_rl vs score_sft, no difference detected (+4, [-1, +10] points, p = 0.15)" in guide
     # H=8, one training seed, 100 tasks: no difference detected between SCoRe and BC with the same SFT steps.
     h8 = page.split("## Study `study_cpu_v2_matched_h8_eval-s12000-n100`")[1].split("\n## ")[0]
     assert "| 8 | score_sft vs bc_continued | task | 100 | 1 | 13 | 21 | 66 | 0.229 | [-19, +3] points |" in h8
@@ -142,6 +147,9 @@ def test_a_policy_fewer_seeds_trained_is_named_with_its_seeds(tmp_path):
            in guide
     section = page.split("## Study `study_mixed`")[1].split("\n## ")[0]
     assert "Runs (4, 0), (4, 1) as recorded in `old.json` (`--merge`" in section
+    rec["runs"][0]["merged_from"] = rec["runs"][1]["merged_from"] = "docs/figures/study_mixed.json"
+    p.write_text(json.dumps(rec))
+    assert "Runs (4, 0), (4, 1) as recorded in an earlier version of this record (`--merge`" in results.render([p])
     assert "| 4 | score_rl vs bc_baseline | task | 100 | 2 | 2 | 30 | 68 |" in section
     assert "| bc_baseline | 4 | 2 | 100 | 50% |" in section and "| score_rl | 4 | 3 | 100 | 50% |" in section
 

@@ -258,14 +258,16 @@ def _cost_lines(rec: dict[str, Any]) -> list[str]:
             *table(["H", "BC", "MPS", "MPS / BC", "runs with both", "solved alone", "break-even share"], rows), ""]
 
 
-def _merged_note(runs: list[dict[str, Any]]) -> str:
-    """Which runs the record took, as they were, from an earlier record of the same setup (``--merge``)."""
+def _merged_note(name: str, runs: list[dict[str, Any]]) -> str:
+    """Which runs the record took, as they were, from an earlier record of the same setup (``--merge``); a record
+    that grew a seed at a time names its own earlier version (in the repository's history)."""
     by: dict[str, list[str]] = {}
     for r in runs:
         if r.get("merged_from"):
             by.setdefault(r["merged_from"], []).append(f"({r['h']}, {r['seed']})")
-    return "".join(f" Run{'s' if len(v) > 1 else ''} {', '.join(v)} as recorded in `{src}` (`--merge`: an earlier "
-                   "record of the same setup)." for src, v in by.items())
+    return "".join(f" Run{'s' if len(v) > 1 else ''} {', '.join(v)} as recorded in "
+                   + ("an earlier version of this record" if Path(src).stem == name else f"`{src}`")
+                   + " (`--merge`: a record of the same setup)." for src, v in by.items())
 
 
 def render_study(name: str, rec: dict[str, Any]) -> list[str]:
@@ -289,7 +291,7 @@ def render_study(name: str, rec: dict[str, Any]) -> list[str]:
            f"- Held-out set: {where}; suites {', '.join(suites)}; up to {samp} sampling "
            f"seed{'s' if samp > 1 else ''} per task.",
            "- Runs (H, training seed): " + ", ".join(f"({r['h']}, {r['seed']})" for r in runs) + "."
-           + _merged_note(runs), ""]
+           + _merged_note(name, runs), ""]
     rows = []
     for h in hs:
         for pol in POLICIES:
