@@ -200,12 +200,14 @@ def _comparisons(rec: dict[str, Any]) -> list[str]:
         for c in comps:
             ci = c.get("diff_ci95")
             rows.append([c.get("horizon"), f"{c.get('a')} vs {c.get('b')}", c.get("unit"), c.get("n_tasks"),
-                         c.get("better"), c.get("worse"), c.get("same"),
+                         c.get("runs", "-"), c.get("better"), c.get("worse"), c.get("same"),
                          "-" if c.get("p_value") is None else f"{c['p_value']:.3g}",
                          f"[{100 * ci[0]:+.0f}, {100 * ci[1]:+.0f}] points" if ci else "-"])
-        out += ["Paired comparisons, as recorded (better / worse / same counted per unit; p: the record's "
-                "test; difference in success with its 95% interval):", "",
-                *table(["H", "pair", "unit", "tasks", "better", "worse", "same", "p", "difference, 95% CI"], rows),
+        out += ["Paired comparisons, as recorded (over the training seeds that trained both policies; better / "
+                "worse / same counted per unit; p: the record's test; difference in success with its 95% "
+                "interval):", "",
+                *table(["H", "pair", "unit", "tasks", "seeds", "better", "worse", "same", "p", "difference, 95% CI"],
+                       rows),
                 ""]
     paired = (rec.get("aggregate") or {}).get("paired") or {}
     rows = [[h, pair, v["better"], v["worse"], v["same"], v["runs"], f"{v['p']:.3g}"]
@@ -256,6 +258,18 @@ def _cost_lines(rec: dict[str, Any]) -> list[str]:
             *table(["H", "BC", "MPS", "MPS / BC", "runs with both", "solved alone", "break-even share"], rows), ""]
 
 
+def _merged_note(name: str, runs: list[dict[str, Any]]) -> str:
+    """Which runs the record took, as they were, from an earlier record of the same setup (``--merge``); a record
+    that grew a seed at a time names its own earlier version (in the repository's history)."""
+    by: dict[str, list[str]] = {}
+    for r in runs:
+        if r.get("merged_from"):
+            by.setdefault(r["merged_from"], []).append(f"({r['h']}, {r['seed']})")
+    return "".join(f" Run{'s' if len(v) > 1 else ''} {', '.join(v)} as recorded in "
+                   + ("an earlier version of this record" if Path(src).stem == name else f"`{src}`")
+                   + " (`--merge`: a record of the same setup)." for src, v in by.items())
+
+
 def render_study(name: str, rec: dict[str, Any]) -> list[str]:
     runs = sorted(rec["runs"], key=lambda r: (r["h"], r["seed"]))
     setup = next((r["setup"] for r in runs if r.get("setup")), None) or {}
@@ -276,7 +290,8 @@ def render_study(name: str, rec: dict[str, Any]) -> list[str]:
            f"{'`' + config + '`' if config else 'none (the preset alone)'}, overrides {over}.",
            f"- Held-out set: {where}; suites {', '.join(suites)}; up to {samp} sampling "
            f"seed{'s' if samp > 1 else ''} per task.",
-           "- Runs (H, training seed): " + ", ".join(f"({r['h']}, {r['seed']})" for r in runs) + ".", ""]
+           "- Runs (H, training seed): " + ", ".join(f"({r['h']}, {r['seed']})" for r in runs) + "."
+           + _merged_note(name, runs), ""]
     rows = []
     for h in hs:
         for pol in POLICIES:
@@ -376,6 +391,20 @@ def _finding(c: dict[str, Any]) -> str:
     return f"H={c['horizon']}: {a} vs {b}, no difference detected ({d:+.0f}, {iv})"
 
 
+def _order(policy: str) -> int:
+    return POLICIES.index(policy) if policy in POLICIES else len(POLICIES)
+
+
+def _fewer(runs: list[dict[str, Any]], h: int, seeds: list[int]) -> str:
+    """The policies some training seeds at H did not train, so that no reader takes every row for every seed."""
+    by: dict[tuple[int, ...], list[str]] = {}
+    for pol in {p for r in runs if r["h"] == h for p in r.get("results") or {}}:
+        if (c := _cell(runs, pol, h)) and (have := sorted(c["seeds"])) != sorted(seeds):
+            by.setdefault(tuple(have), []).append(pol)
+    return "".join(f" (seed{'s' if len(k) > 1 else ''} {', '.join(map(str, k))} only for "
+                   f"{', '.join(sorted(v, key=_order))})" for k, v in sorted(by.items()))
+
+
 def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
     fair = [(n, r) for n, r in studies if _fair(r)]
     other = [n for n, r in studies if not _fair(r)]
@@ -389,16 +418,19 @@ def _reading_guide(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
             runs = sorted(rec["runs"], key=lambda r: (r["h"], r["seed"]))
             tasks = sorted({c["n_tasks"] for c in rec["comparisons"]})
             seeds = {h: [r["seed"] for r in runs if r["h"] == h] for h in sorted({r["h"] for r in runs})}
-            one = all(len(v) == 1 for v in seeds.values())
+            one = all(c.get("runs", len(seeds[c["horizon"]])) == 1 for c in rec["comparisons"])
             out += [f"`{name}`: H={', '.join(map(str, seeds))}; training seeds "
-                    + "; ".join(f"{', '.join(map(str, v))} at H={h}" for h, v in seeds.items())
+                    + "; ".join(f"{', '.join(map(str, v))} at H={h}{_fewer(runs, h, v)}" for h, v in seeds.items())
                     + f"; {', '.join(map(str, tasks))} distinct held-out tasks. The mean difference in success, its "
                     "95% interval over tasks and the sign test's p"
                     + (" (one training seed: the interval covers the choice of tasks, not of training seed)"
                        if one else " (each task's success averaged over the training seeds; the interval resamples "
                        "tasks, so it covers the choice of tasks, not of training seed: the per-seed column below "
                        "shows how the seeds differ)") + ":", ""]
-            out += [f"- {_finding(c)}" for c in rec["comparisons"]] + [""]
+            # A pair some seeds did not train is compared over fewer seeds: said in the line, not left to the table.
+            out += [f"- {_finding(c)[:-1]}; {c['runs']} training seed{'s' if c['runs'] > 1 else ''})"
+                    if c.get("runs", len(seeds[c["horizon"]])) < len(seeds[c["horizon"]]) else f"- {_finding(c)}"
+                    for c in rec["comparisons"]] + [""]
     if other:
         names = ", ".join(f"`{n}`" for n in other)
         out += [("The other studies (" + names + ")" if fair else
