@@ -141,17 +141,18 @@ def test_a_policy_fewer_seeds_trained_is_named_with_its_seeds(tmp_path):
     page = results.render([p])
     guide = page.split("Contents:")[1].split("\n## ")[0]
     assert "training seeds 0, 1, 2 at H=4 (seeds 0, 1 only for bc_baseline); 100 distinct held-out tasks" in guide
-    assert "- H=4: bc_baseline ahead of score_rl (score_rl - bc_baseline -20, [-27, -13] points, p = 1e-06; " \
-           "2 training seeds)" in guide
-    assert "- H=4: bc_continued ahead of score_rl (score_rl - bc_continued -20, [-27, -13] points, p = 1e-06)\n" \
-           in guide
+    assert ("- H=4: bc_baseline ahead of score_rl (score_rl - bc_baseline -20, [-27, -13] points, p = 1e-06; "
+            "2 training seeds)" in guide)
+    assert ("- H=4: bc_continued ahead of score_rl (score_rl - bc_continued -20, [-27, -13] points, p = 1e-06)\n"
+            in guide)
     section = page.split("## Study `study_mixed`")[1].split("\n## ")[0]
+    assert "| 4 | score_rl vs bc_baseline | task | 100 | 2 | 2 | 30 | 68 |" in section
+    assert "| bc_baseline | 4 | 2 | 100 | 50% |" in section and "| score_rl | 4 | 3 | 100 | 50% |" in section
     assert "Runs (4, 0), (4, 1) as recorded in `old.json` (`--merge`" in section
+    # A record that grew a seed at a time merged its own earlier version: named as such, not by its own file name.
     rec["runs"][0]["merged_from"] = rec["runs"][1]["merged_from"] = "docs/figures/study_mixed.json"
     p.write_text(json.dumps(rec))
     assert "Runs (4, 0), (4, 1) as recorded in an earlier version of this record (`--merge`" in results.render([p])
-    assert "| 4 | score_rl vs bc_baseline | task | 100 | 2 | 2 | 30 | 68 |" in section
-    assert "| bc_baseline | 4 | 2 | 100 | 50% |" in section and "| score_rl | 4 | 3 | 100 | 50% |" in section
 
 
 def test_unknown_record_is_refused_by_name(tmp_path):
